@@ -114,3 +114,11 @@ def test_modulated_conv2d_demodulation_normalises_each_output_filter():
                                    rand(4, 64, dtype=torch.float32, grad=False, seed=2) * 3, padding=1)
     std = out[..., 1:-1, 1:-1].std(dim=(2, 3))
     assert ((std > 0.8) & (std < 1.2)).all()
+
+
+def test_fused_leaky_relu_inplace_matches_reference():
+    x, b = rand(2, 5, 4, 4, grad=False), rand(5, grad=False, seed=1)
+    expect = ops.fused_leaky_relu_ref(x, b)
+    with torch.no_grad():
+        out = ops.fused_leaky_relu(x.clone(), b, inplace=True)
+    torch.testing.assert_close(out, expect)

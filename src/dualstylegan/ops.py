@@ -81,20 +81,24 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
 
 # ------------------------------------------------------------------------------------ fused bias + lrelu
 def fused_leaky_relu_ref(x: torch.Tensor, bias: torch.Tensor | None = None, negative_slope: float = 0.2,
-                         scale: float = SQRT2) -> torch.Tensor:
-    """scale * leaky_relu(x + bias), bias broadcast over dim 1."""
+                         scale: float = SQRT2, inplace: bool = False) -> torch.Tensor:
+    """scale * leaky_relu(x + bias), bias broadcast over dim 1. (``inplace`` is a hint the reference ignores.)"""
     if bias is not None:
         x = x + bias.view(1, -1, *([1] * (x.ndim - 2)))
     return F.leaky_relu(x, negative_slope) * scale
 
 
 def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor | None = None, negative_slope: float = 0.2,
-                     scale: float = SQRT2) -> torch.Tensor:
-    """Same as :func:`fused_leaky_relu_ref`; in place on a fresh buffer when no gradient is needed."""
+                     scale: float = SQRT2, inplace: bool = False) -> torch.Tensor:
+    """Same as :func:`fused_leaky_relu_ref`. Without autograd it works in place: on ``x`` itself when
+    ``inplace`` (the caller owns x), else on one fresh buffer."""
     if _REFERENCE or torch.is_grad_enabled():
         return fused_leaky_relu_ref(x, bias, negative_slope, scale)
-    out = x.add(bias.view(1, -1, *([1] * (x.ndim - 2)))) if bias is not None else x.clone()
-    return F.leaky_relu_(out, negative_slope).mul_(scale)
+    if not inplace:
+        x = x.clone(memory_format=torch.preserve_format)
+    if bias is not None:
+        x.add_(bias.view(1, -1, *([1] * (x.ndim - 2))))
+    return F.leaky_relu_(x, negative_slope).mul_(scale)
 
 
 # ------------------------------------------------------------------------------------ modulated conv
@@ -121,10 +125,23 @@ def modulated_conv2d_ref(x: torch.Tensor, weight: torch.Tensor, styles: torch.Te
 
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True,
                      up: int = 1, down: int = 1, padding: int = 0) -> torch.Tensor:
-    """Same as :func:`modulated_conv2d_ref` by modulating activations: one shared-weight conv for the batch."""
+    """Same as :func:`modulated_conv2d_ref`, in channels-last memory format.
+
+    One sample: the weight is modulated (a plain conv, no pass over the activations). Several samples:
+    the activations are modulated instead, so the whole batch shares one convolution.
+    """
     if _REFERENCE:
         return modulated_conv2d_ref(x, weight, styles, demodulate, up, down, padding)
-    x = x * styles.to(x.dtype)[:, :, None, None]
+    x = x.contiguous(memory_format=torch.channels_last)
+    styles = styles.to(x.dtype)
+    if x.shape[0] == 1:
+        wgt = weight * styles[0][None, :, None, None]
+        if demodulate:
+            wgt = wgt * torch.rsqrt(wgt.pow(2).sum([1, 2, 3], keepdim=True) + 1e-8)
+        if up > 1:
+            return F.conv_transpose2d(x, wgt.transpose(0, 1), stride=up, padding=0)
+        return F.conv2d(x, wgt, stride=down, padding=padding)
+    x = x * styles[:, :, None, None]
     if up > 1:
         out = F.conv_transpose2d(x, weight.transpose(0, 1), stride=up, padding=0)
     else:
@@ -132,5 +149,5 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     if demodulate:
         # sum over (in, kh, kw) of (W * s)^2 = (s^2) @ sum_{kh,kw} W^2
         dcoefs = torch.rsqrt(styles.pow(2) @ weight.pow(2).sum([2, 3]).t() + 1e-8)  # (N, Cout)
-        out = out * dcoefs.to(out.dtype)[:, :, None, None]
+        out = out * dcoefs[:, :, None, None]
     return out

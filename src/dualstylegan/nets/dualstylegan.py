@@ -182,5 +182,5 @@ class DualStyleGAN(nn.Module):
             skip = to_rgb(out, code(k + 2), skip)
             k += 2
             if return_feat and k > self.res_index:
-                return out, skip
-        return skip, (latent if return_latents else None)
+                return out.contiguous(), skip.contiguous()
+        return skip.contiguous(), (latent if return_latents else None)

@@ -32,8 +32,8 @@ class FusedLeakyReLU(nn.Module):
         super().__init__()
         self.bias = nn.Parameter(torch.zeros(channels))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return fused_leaky_relu(x, self.bias)
+    def forward(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        return fused_leaky_relu(x, self.bias, inplace=inplace)
 
 
 class ScaledLeakyReLU(nn.Module):
@@ -141,10 +141,13 @@ class NoiseInjection(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(1))
 
-    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None, inplace: bool = False) -> torch.Tensor:
+        """x + weight · noise; ``inplace`` (honoured without autograd) when the caller owns x."""
         if noise is None:
             n, _, h, w = x.shape
             noise = x.new_empty(n, 1, h, w).normal_()
+        if inplace and not torch.is_grad_enabled():
+            return x.add_(self.weight * noise)
         return x + self.weight * noise
 
 
@@ -169,7 +172,8 @@ class StyledConv(nn.Module):
         self.activate = FusedLeakyReLU(out_channels)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
-        return self.activate(self.noise(self.conv(x, style), noise))
+        # The conv output is ours: without autograd, noise and activation may work on it in place.
+        return self.activate(self.noise(self.conv(x, style), noise, inplace=True), inplace=True)
 
 
 class ToRGB(nn.Module):

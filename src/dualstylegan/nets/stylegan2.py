@@ -125,7 +125,7 @@ class Generator(nn.Module):
             out = conv(out, latent[:, i + 1], noise=noise2)
             skip = to_rgb(out, latent[:, i + 2], skip)
             i += 2
-        return skip
+        return skip.contiguous()
 
     def forward(self, styles: Sequence[torch.Tensor], return_latents: bool = False, inject_index: int | None = None,
                 truncation: float = 1.0, truncation_latent: torch.Tensor | float | None = None,
