@@ -1,0 +1,164 @@
+"""Benchmark: one 1024² DualStyleGAN forward (batch 1 and 4) and one pSp encoder forward.
+
+Runs every model through the plain reference ops and through the fast path in the same process and prints one
+table: median time, peak memory, MACs, achieved MAC/s, that as a fraction of this machine's measured float32
+matmul rate, and the speed-up of the fast path over the reference ops measured side by side.
+
+    python bench/bench_forward.py                 # CPU (and CUDA too when available)
+    python bench/bench_forward.py --device cuda --repeats 10
+Weights are random (the shapes of the official files); timings do not depend on the values.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from dualstylegan.nets.dualstylegan import DualStyleGAN
+from dualstylegan.ops import use_reference_ops
+
+
+@dataclass
+class Row:
+    model: str
+    batch: int
+    device: str
+    ops: str
+    median_s: float
+    peak_mib: float
+    gmacs: float
+    matmul_gmacs_per_s: float
+
+    @property
+    def gmacs_per_s(self) -> float:
+        return self.gmacs / self.median_s
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_rate(device: str, n: int = 2048, repeats: int = 10) -> float:
+    """Measured float32 GMAC/s of an n×n matmul (the machine's practical peak for dense math)."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        t = time.perf_counter()
+        a @ b
+        sync(device)
+        times.append(time.perf_counter() - t)
+    return n ** 3 / statistics.median(times) / 1e9
+
+
+def _rss_peak_reset() -> None:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM (the peak resident set) on Linux
+    except OSError:
+        pass
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def measure(fn, device: str, repeats: int) -> tuple[float, float]:
+    """(median seconds, peak extra memory in MiB during one call)."""
+    with torch.no_grad():
+        fn()  # warm-up
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+        else:
+            _rss_peak_reset()
+            base = _status_kib("VmRSS") * 1024
+        times = []
+        for _ in range(repeats):
+            sync(device)
+            t = time.perf_counter()
+            fn()
+            sync(device)
+            times.append(time.perf_counter() - t)
+        peak = torch.cuda.max_memory_allocated() if device == "cuda" else _status_kib("VmHWM") * 1024
+    return statistics.median(times), max(peak - base, 0) / 2 ** 20
+
+
+def count_gmacs(fn) -> float:
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops() / 2 / 1e9
+
+
+def workloads(device: str):
+    torch.manual_seed(0)
+    dsg = DualStyleGAN(size=1024).eval().requires_grad_(False).to(device)
+    kwargs = dict(z_plus_latent=True, truncation=0.75, truncation_latent=0, randomize_noise=False,
+                  interp_weights=[0.75] * 7 + [1] * 11)
+
+    def transfer(batch):
+        zplus = torch.randn(batch, 18, 512, device=device)
+        ex = dsg.map_extrinsic(torch.randn(batch, 18, 512, device=device))
+        return lambda: dsg([zplus], ex, **kwargs)
+
+    yield "DualStyleGAN 1024²", 1, transfer(1)
+    yield "DualStyleGAN 1024²", 4, transfer(4)
+    try:
+        from dualstylegan.nets.encoder import GradualStyleEncoder
+    except ImportError:
+        return
+    enc = GradualStyleEncoder().eval().requires_grad_(False).to(device)
+    x = torch.randn(1, 3, 256, 256, device=device)
+    yield "pSp encoder 256²", 1, lambda: enc(x)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    devices = ["cpu", "cuda"] if args.device == "auto" and torch.cuda.is_available() else (
+        ["cpu"] if args.device == "auto" else [args.device])
+    rows: list[Row] = []
+    for device in devices:
+        peak = matmul_rate(device)
+        for model, batch, fn in workloads(device):
+            gmacs = count_gmacs(fn)
+            for ops, ref in (("reference", True), ("fast", False)):
+                with use_reference_ops(ref):
+                    t, mem = measure(fn, device, args.repeats)
+                rows.append(Row(model, batch, device, ops, t, mem, gmacs, peak))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs"
+          + (f", {torch.cuda.get_device_name()}" if "cuda" in devices else ""))
+    head = (f"{'model':<20} {'batch':>5} {'device':>6} {'ops':>9} {'median s':>9} {'peak MiB':>9} {'GMACs':>7} "
+            f"{'GMAC/s':>7} {'of matmul':>9} {'speed-up':>8}")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        ref = next(x for x in rows if (x.model, x.batch, x.device, x.ops) == (r.model, r.batch, r.device,
+                                                                                "reference"))
+        print(f"{r.model:<20} {r.batch:>5} {r.device:>6} {r.ops:>9} {r.median_s:>9.3f} {r.peak_mib:>9.0f} "
+              f"{r.gmacs:>7.1f} {r.gmacs_per_s:>7.1f} {r.gmacs_per_s / r.matmul_gmacs_per_s:>9.0%} "
+              f"{ref.median_s / r.median_s:>7.2f}x")
+    for device in devices:
+        r = next(x for x in rows if x.device == device)
+        print(f"matmul rate ({device}, float32 2048²): {r.matmul_gmacs_per_s:.1f} GMAC/s")
+
+
+if __name__ == "__main__":
+    main()
