@@ -1,0 +1,192 @@
+"""The official checkpoint files ↔ our networks (the ``legacy.py`` idea of NVlabs).
+
+Every reader takes the file unchanged, loads it without executing code (:mod:`dualstylegan.checkpoints`), infers
+the network's config from the tensor shapes (so narrow models saved in the official layout load too), and
+checks the keys and shapes strictly. Writers emit the same layouts (the training stages produce them).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+from .checkpoints import CheckpointError, check_state_dict, load_torch_file, save_torch_file, strip_prefix, take
+from .nets.config import default_channels
+from .nets.dualstylegan import DualStyleGAN, DualStyleGANConfig
+from .nets.encoder import EncoderConfig, IdentityNet, PSPEncoder
+from .nets.sampler import ExtrinsicSampler, SamplerConfig
+from .nets.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
+
+Tensors = dict[str, torch.Tensor]
+
+
+def _count(state: Tensors, pattern: str) -> int:
+    rx = re.compile(pattern)
+    return len({m.group(1) for k in state if (m := rx.fullmatch(k))})
+
+
+def _table_from(channels: dict[int, int]) -> tuple[int, dict[int, int] | None]:
+    """(channel_multiplier, explicit table or None when it is the official table of that multiplier)."""
+    for cm in (2, 1, 4):
+        official = default_channels(cm)
+        if all(official[r] == c for r, c in channels.items()):
+            return cm, None
+    return 2, channels
+
+
+def _ensure(condition: bool, path: str | Path, what: str) -> None:
+    if not condition:
+        raise CheckpointError(f"{Path(path).name} is not {what}: its tensors do not have that network's keys.")
+
+
+# ------------------------------------------------------------------------------------------- configs
+def generator_config(state: Tensors, path: str | Path = "state dict") -> GeneratorConfig:
+    """The StyleGAN2 generator config implied by a state dict in the official layout."""
+    what = "a StyleGAN2 generator"
+    _ensure("style.1.weight" in state and "input.input" in state and "conv1.conv.weight" in state, path, what)
+    n_rgb = _count(state, r"to_rgbs\.(\d+)\.conv\.weight")
+    channels = {4: int(state["input.input"].shape[1])}
+    for j in range(n_rgb):
+        key = f"convs.{2 * j}.conv.weight"
+        _ensure(key in state, path, what)
+        channels[2 ** (j + 3)] = int(state[key].shape[1])
+    cm, table = _table_from(channels)
+    return GeneratorConfig(size=2 ** (n_rgb + 2), style_dim=int(state["style.1.weight"].shape[1]),
+                           n_mlp=_count(state, r"style\.(\d+)\.weight"), channel_multiplier=cm, channels=table)
+
+
+def dualstylegan_config(state: Tensors, path: str | Path = "state dict") -> DualStyleGANConfig:
+    g = generator_config(strip_prefix(state, "generator."), path)
+    n_modres = _count(state, r"res\.(\d+)\.conv\.0\.weight")
+    _ensure(n_modres > 0, path, "a DualStyleGAN generator")
+    return DualStyleGANConfig(**g.to_dict(), res_index=n_modres - 1)
+
+
+def discriminator_config(state: Tensors, path: str | Path = "state dict") -> DiscriminatorConfig:
+    _ensure("convs.0.0.weight" in state and "final_linear.1.weight" in state, path, "a StyleGAN2 discriminator")
+    n_blocks = _count(state, r"convs\.(\d+)\.conv1\.0\.weight")
+    size = 2 ** (n_blocks + 2)
+    channels = {size: int(state["convs.0.0.weight"].shape[0])}
+    for b in range(1, n_blocks + 1):
+        channels[size >> b] = int(state[f"convs.{b}.conv2.1.weight"].shape[0])
+    cm, table = _table_from(channels)
+    return DiscriminatorConfig(size=size, channel_multiplier=cm, channels=table)
+
+
+def _load_into(model: torch.nn.Module, state: Tensors, what: str) -> torch.nn.Module:
+    check_state_dict(model.state_dict(), state, what)
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+# ------------------------------------------------------------------------------------------- readers
+def load_stylegan2(path: str | Path, key: str = "g_ema") -> Generator:
+    """``stylegan2-ffhq-config-f.pt`` (or any rosinality checkpoint): the generator under ``key``."""
+    state = take(load_torch_file(path), key, path, "a StyleGAN2 checkpoint")
+    return _load_into(Generator(generator_config(state, path)), state, f"{Path(path).name}['{key}']")
+
+
+def load_discriminator(path: str | Path) -> Discriminator:
+    state = take(load_torch_file(path), "d", path, "a StyleGAN2 checkpoint with a discriminator")
+    return _load_into(Discriminator(discriminator_config(state, path)), state, f"{Path(path).name}['d']")
+
+
+def load_dualstylegan(path: str | Path) -> DualStyleGAN:
+    """``<style>/generator.pt``: {'g_ema': DualStyleGAN state dict}."""
+    obj = load_torch_file(path)
+    state = take(obj, "g_ema", path, "a DualStyleGAN generator.pt")
+    if "res.0.conv.0.weight" not in state:
+        raise CheckpointError(f"{Path(path).name} holds a plain StyleGAN2 generator, not a DualStyleGAN "
+                              "(no extrinsic style path 'res.*'); give the style's generator.pt.")
+    return _load_into(DualStyleGAN(dualstylegan_config(state, path)), state, f"{Path(path).name}['g_ema']")
+
+
+def load_encoder(path: str | Path, z_plus: bool | None = None,
+                 with_decoder: bool = True) -> tuple[PSPEncoder, Generator | None]:
+    """``encoder.pt`` (Z+ codes) or ``encoder_wplus.pt`` (W+): {'state_dict': {'encoder.*', 'decoder.*'}, 'opts',
+    'latent_avg'?} → (the encoder, its StyleGAN2 decoder or None). ``z_plus`` defaults to the file name's kind."""
+    obj = load_torch_file(path)
+    state = take(obj, "state_dict", path, "a pSp encoder checkpoint")
+    opts = obj.get("opts") if isinstance(obj.get("opts"), dict) else {}
+    if z_plus is None:
+        z_plus = "wplus" not in Path(path).name
+    config = EncoderConfig.from_opts(opts, z_plus=z_plus)
+    enc_state = strip_prefix(state, "encoder.")
+    _ensure(bool(enc_state), path, "a pSp encoder checkpoint")
+    latent_avg = obj.get("latent_avg")
+    if config.start_from_latent_avg and latent_avg is None:
+        raise CheckpointError(f"{Path(path).name} starts from latent_avg but does not store one.")
+    encoder = PSPEncoder(config, latent_avg=latent_avg)
+    if latent_avg is not None:
+        enc_state = {**{f"encoder.{k}": v for k, v in enc_state.items()}, "latent_avg": latent_avg}
+    else:
+        enc_state = {f"encoder.{k}": v for k, v in enc_state.items()}
+    _load_into(encoder, enc_state, f"{Path(path).name}['state_dict']['encoder.*']")
+    decoder = None
+    dec_state = strip_prefix(state, "decoder.")
+    if with_decoder and dec_state:
+        decoder = _load_into(Generator(generator_config(dec_state, path)), dec_state,
+                             f"{Path(path).name}['state_dict']['decoder.*']")
+    return encoder, decoder
+
+
+def load_sampler(path: str | Path) -> ExtrinsicSampler:
+    """``sampler.pt``: {'structure': state dict, 'color': state dict} (eval mode)."""
+    obj = load_torch_file(path)
+    parts = {}
+    for part in ("structure", "color"):
+        state = take(obj, part, path, "a DualStyleGAN sampler.pt")
+        _ensure("lin_out.weight" in state and "lin1.weight" in state, path, "a DualStyleGAN sampler.pt")
+        out, hidden = state["lin_out.weight"].shape
+        noise_dim = state["lin1.weight"].shape[1]
+        parts[part] = SamplerConfig(rows=out // 512, noise_dim=noise_dim, style_dim=512, hidden_dim=hidden)
+    sampler = ExtrinsicSampler(parts["structure"], parts["color"])
+    for part in ("structure", "color"):
+        _load_into(getattr(sampler, part), obj[part], f"{Path(path).name}['{part}']")
+    return sampler.eval()
+
+
+def load_identity_net(path: str | Path) -> IdentityNet:
+    """``model_ir_se50.pth``: a bare IR-SE50 state dict (ArcFace features for the identity loss)."""
+    state = load_torch_file(path)
+    if not isinstance(state, dict) or "output_layer.3.weight" not in state:
+        raise CheckpointError(f"{Path(path).name} is not an IR-SE50 identity network (model_ir_se50.pth).")
+    return _load_into(IdentityNet(), state, Path(path).name)
+
+
+# ------------------------------------------------------------------------------------------- writers
+def save_stylegan2(path: str | Path, g_ema: Generator, discriminator: Discriminator | None = None,
+                   **extra) -> None:
+    """Write the rosinality layout {'g_ema': …, 'd': …} atomically."""
+    obj = {"g_ema": g_ema.state_dict(), **extra}
+    if discriminator is not None:
+        obj["d"] = discriminator.state_dict()
+    save_torch_file(path, obj)
+
+
+def save_dualstylegan(path: str | Path, g_ema: DualStyleGAN, **extra) -> None:
+    """Write ``generator.pt`` in the official layout {'g_ema': state dict} atomically."""
+    save_torch_file(path, {"g_ema": g_ema.state_dict(), **extra})
+
+
+def save_encoder(path: str | Path, encoder: PSPEncoder, decoder: Generator, opts: dict | None = None) -> None:
+    """Write the pSp layout {'state_dict': {'encoder.*', 'decoder.*'}, 'opts', 'latent_avg'}."""
+    cfg = encoder.config
+    opts = {"encoder_type": cfg.encoder_type, "input_nc": cfg.input_nc, "output_size": cfg.output_size,
+            "start_from_latent_avg": cfg.start_from_latent_avg, "learn_in_w": cfg.learn_in_w, **(opts or {})}
+    for field in ("widths", "units"):  # narrow models only: our extra opts fields
+        if getattr(cfg, field) is not None:
+            opts[field] = list(getattr(cfg, field))
+    if cfg.head_channels != 512:
+        opts["head_channels"] = cfg.head_channels
+    state = {f"encoder.{k}": v for k, v in encoder.encoder.state_dict().items()}
+    state.update({f"decoder.{k}": v for k, v in decoder.state_dict().items()})
+    obj = {"state_dict": state, "opts": opts}
+    if encoder.latent_avg is not None:
+        obj["latent_avg"] = encoder.latent_avg
+    save_torch_file(path, obj)
+
+
+def save_sampler(path: str | Path, sampler: ExtrinsicSampler) -> None:
+    save_torch_file(path, {"structure": sampler.structure.state_dict(), "color": sampler.color.state_dict()})

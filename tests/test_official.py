@@ -1,0 +1,163 @@
+"""The official file layouts load into our networks unchanged (strict), and we write them back identically."""
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+
+from dualstylegan import official
+from dualstylegan.checkpoints import CheckpointError, load_torch_file
+from dualstylegan.nets.dualstylegan import DualStyleGAN, DualStyleGANConfig
+from dualstylegan.nets.encoder import EncoderConfig, PSPEncoder
+from dualstylegan.nets.sampler import ExtrinsicSampler, SamplerConfig
+from dualstylegan.nets.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
+from dualstylegan.pretrained import load_model, save_model
+from conftest import NARROW_CHANNELS
+from refvectors import layout_names, load_layout
+
+NARROW_ENCODER = dict(output_size=64, widths=(16, 16, 16, 32), units=(1, 1, 1, 1), head_channels=32)
+
+
+def same_state(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert list(sa) == list(sb)
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+
+
+def test_dualstylegan_round_trip_infers_config(tmp_path):
+    model = DualStyleGAN(DualStyleGANConfig(size=64, channels=NARROW_CHANNELS))
+    official.save_dualstylegan(tmp_path / "generator.pt", model)
+    loaded = official.load_dualstylegan(tmp_path / "generator.pt")
+    assert loaded.config.size == 64 and loaded.res_index == 6 and loaded.config.channel_table[64] == 16
+    same_state(model, loaded)
+    raw = torch.load(tmp_path / "generator.pt", weights_only=True)
+    assert list(raw) == ["g_ema"] and list(raw["g_ema"]) == list(model.state_dict())
+
+
+def test_stylegan2_and_discriminator_round_trip(tmp_path):
+    g = Generator(GeneratorConfig(size=64, channels=NARROW_CHANNELS))
+    d = Discriminator(DiscriminatorConfig(size=64, channels=NARROW_CHANNELS))
+    official.save_stylegan2(tmp_path / "sg.pt", g, d, latent_avg=torch.zeros(512))
+    same_state(g, official.load_stylegan2(tmp_path / "sg.pt"))
+    same_state(d, official.load_discriminator(tmp_path / "sg.pt"))
+
+
+@pytest.mark.parametrize("name,z_plus", [("encoder.pt", True), ("encoder_wplus.pt", False)])
+def test_encoder_round_trip(tmp_path, name, z_plus):
+    enc = PSPEncoder(EncoderConfig(**NARROW_ENCODER, start_from_latent_avg=True), latent_avg=torch.randn(10, 512))
+    dec = Generator(GeneratorConfig(size=64, channels=NARROW_CHANNELS))
+    official.save_encoder(tmp_path / name, enc, dec, opts={"unrelated_training_option": 3})
+    loaded, decoder = official.load_encoder(tmp_path / name)
+    assert loaded.config.z_plus is z_plus and loaded.config.start_from_latent_avg
+    same_state(enc, loaded)
+    same_state(dec, decoder)
+    x = torch.rand(1, 3, 256, 256) * 2 - 1
+    torch.testing.assert_close(loaded(x), enc.eval()(x))
+
+
+def test_sampler_round_trip(tmp_path):
+    s = ExtrinsicSampler(SamplerConfig(rows=7), SamplerConfig(rows=3))
+    official.save_sampler(tmp_path / "sampler.pt", s)
+    loaded = official.load_sampler(tmp_path / "sampler.pt")
+    assert loaded.color.config.rows == 3
+    same_state(s, loaded)
+
+
+def test_wrong_kind_of_file_is_named(tmp_path):
+    g = Generator(GeneratorConfig(size=64, channels=NARROW_CHANNELS))
+    official.save_stylegan2(tmp_path / "stylegan.pt", g)
+    with pytest.raises(CheckpointError, match="plain StyleGAN2 generator, not a DualStyleGAN"):
+        official.load_dualstylegan(tmp_path / "stylegan.pt")
+    with pytest.raises(CheckpointError, match="not a pSp encoder"):
+        official.load_encoder(tmp_path / "stylegan.pt")
+    with pytest.raises(CheckpointError, match="sampler"):
+        official.load_sampler(tmp_path / "stylegan.pt")
+    with pytest.raises(CheckpointError, match="IR-SE50"):
+        official.load_identity_net(tmp_path / "stylegan.pt")
+
+
+def test_mismatching_tensor_is_named(tmp_path):
+    model = DualStyleGAN(DualStyleGANConfig(size=64, channels=NARROW_CHANNELS))
+    state = model.state_dict()
+    state["res.3.norm.style.weight"] = torch.zeros(5, 512)
+    torch.save({"g_ema": state}, tmp_path / "generator.pt")
+    with pytest.raises(CheckpointError, match=r"res\.3\.norm\.style\.weight"):
+        official.load_dualstylegan(tmp_path / "generator.pt")
+    del state["res.3.norm.style.weight"]
+    torch.save({"g_ema": state}, tmp_path / "generator.pt")
+    with pytest.raises(CheckpointError, match=r"missing key 'res\.3\.norm\.style\.weight'"):
+        official.load_dualstylegan(tmp_path / "generator.pt")
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_malicious_generator_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "pwned"
+    torch.save({"g_ema": {"x": torch.zeros(1)}, "evil": _Payload(marker)}, tmp_path / "generator.pt")
+    with pytest.raises(CheckpointError, match="asks to run code"):
+        official.load_dualstylegan(tmp_path / "generator.pt")
+    assert not marker.exists()
+    pickle.loads(pickle.dumps(_Payload(marker)))  # the payload is live: unpickling it does create the marker
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("net", ["dualstylegan", "stylegan2", "discriminator", "psp", "sampler"])
+def test_our_format_round_trip(tmp_path, net):
+    model = {
+        "dualstylegan": lambda: DualStyleGAN(DualStyleGANConfig(size=64, channels=NARROW_CHANNELS)),
+        "stylegan2": lambda: Generator(GeneratorConfig(size=64, channels=NARROW_CHANNELS)),
+        "discriminator": lambda: Discriminator(DiscriminatorConfig(size=64, channels=NARROW_CHANNELS)),
+        "psp": lambda: PSPEncoder(EncoderConfig(**NARROW_ENCODER, start_from_latent_avg=True),
+                                  latent_avg=torch.randn(512)),
+        "sampler": lambda: ExtrinsicSampler(SamplerConfig(rows=7), SamplerConfig(rows=3)),
+    }[net]()
+    save_model(model, tmp_path / net)
+    assert sorted(p.name for p in (tmp_path / net).iterdir()) == ["config.json", "model.safetensors"]
+    loaded = load_model(tmp_path / net)
+    assert type(loaded) is type(model)
+    if hasattr(model, "config"):
+        assert loaded.config == model.config
+    same_state(model, loaded)
+
+
+# ------------------------------------------------------------------------ full-size official layouts
+def _layout_state(name: str) -> dict[str, torch.Tensor]:
+    _, rows = load_layout(name)
+    return {k: torch.zeros(shape, dtype=getattr(torch, dtype)) for k, shape, dtype in rows}
+
+
+FULL_FILES = {  # layout → (how the official file wraps it, loader, what the loader must infer)
+    "full_dualstylegan1024": (lambda sd: {"g_ema": sd}, official.load_dualstylegan, "generator.pt"),
+    "full_stylegan2_1024": (lambda sd: {"g_ema": sd}, official.load_stylegan2, "stylegan2-ffhq-config-f.pt"),
+    "full_discriminator1024": (lambda sd: {"d": sd}, official.load_discriminator, "stylegan2-ffhq-config-f.pt"),
+    "full_irse50_backbone": (lambda sd: sd, official.load_identity_net, "model_ir_se50.pth"),
+    "full_psp_encoder": (lambda sd: {"state_dict": {f"encoder.{k}": v for k, v in sd.items()},
+                                     "opts": {"encoder_type": "GradualStyleEncoder", "input_nc": 3,
+                                              "start_from_latent_avg": True}, "latent_avg": torch.zeros(18, 512)},
+                         lambda p: official.load_encoder(p)[0], "encoder.pt"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", [n for n in layout_names("full_") if n in FULL_FILES])
+def test_full_size_official_layout_loads_strictly(tmp_path, layout):
+    wrap, loader, filename = FULL_FILES[layout]
+    state = _layout_state(layout)
+    torch.save(wrap(state), tmp_path / filename)
+    model = loader(tmp_path / filename)
+    ours = model.encoder.state_dict() if layout == "full_psp_encoder" else model.state_dict()
+    assert list(ours) == list(state)
+    if hasattr(model, "config") and hasattr(model.config, "size"):
+        assert model.config.size == 1024 and model.config.channels is None  # the official table was recognised
+
+
+def test_every_full_layout_has_a_loader():
+    assert {n for n in layout_names("full_")} <= set(FULL_FILES), "a new official layout needs a loader test"
