@@ -29,7 +29,10 @@ def build_tiny_pack(root: Path, seed: int = 0, n_codes: int = 3, with_sampler: b
     style = models / TINY_STYLE
     style.mkdir(parents=True, exist_ok=True)
     dsg = DualStyleGAN(DualStyleGANConfig(size=64, channels=NARROW_CHANNELS))
-    with torch.no_grad():  # a visible extrinsic path: ModRes convs at full scale, noisy color transforms
+    with torch.no_grad():  # a visible extrinsic path and noise: ModRes at full scale, noisy color transforms
+        for name, p in dsg.named_parameters():
+            if name.endswith("noise.weight"):
+                p.fill_(0.3)
         for k in range(dsg.res_index + 1):
             dsg.res[k].conv[0].weight.mul_(30)
             dsg.res[k].conv2[0].weight.mul_(30)

@@ -1,0 +1,258 @@
+"""StyleTransferPipeline: content photo + exemplar → artistic portrait (paper §3.3, Fig. 1), inference only.
+
+image → align → encode (intrinsic code) ─┐
+exemplar (style id / name / any image) → extrinsic code ─→ DualStyleGAN(w) → portrait
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .codes import CodeBank
+from .nets.dualstylegan import DualStyleGAN
+from .nets.stylegan2 import Generator
+
+#: Per-style (structure, color) weights from the paper (§4, Fig. 6/7) and the reference README.
+PRESETS: dict[str, tuple[float | Sequence[float], float]] = {
+    "cartoon": (0.75, 1.0),
+    "caricature": (1.0, 1.0),
+    "anime": ((0.0, 0.0, 0.0, 0.0, 0.75, 0.75, 0.75), 1.0),
+}
+DEFAULT_PRESET = (0.75, 1.0)
+TRANSFER_TRUNCATION = 0.75  # style_transfer.py, toward 0
+GENERATE_TRUNCATION = 0.5   # generate.py, toward 0
+
+
+class WeightError(ValueError):
+    """An impossible weight vector."""
+
+
+def interp_weights(structure: float | Sequence[float] = 0.75, color: float | Sequence[float] = 1.0,
+                   n_structure: int = 7, n_latent: int = 18) -> list[float]:
+    """The per-layer weight vector w: ``structure`` for layers 1–7, ``color`` for layers 8–18 (scalars or lists)."""
+    n_color = n_latent - n_structure
+    s = [float(structure)] * n_structure if isinstance(structure, (int, float)) else [float(v) for v in structure]
+    c = [float(color)] * n_color if isinstance(color, (int, float)) else [float(v) for v in color]
+    if len(s) != n_structure:
+        raise WeightError(f"the structure weights need {n_structure} values, got {len(s)}")
+    if len(c) != n_color:
+        raise WeightError(f"the color weights need {n_color} values, got {len(c)}")
+    return check_weights(s + c, n_latent)
+
+
+def check_weights(weights: Sequence[float], n_latent: int = 18) -> list[float]:
+    """A valid weight vector: ``n_latent`` finite values in [0, 1] (0 = intrinsic only, 1 = full exemplar)."""
+    try:
+        w = [float(v) for v in weights]
+    except (TypeError, ValueError):
+        raise WeightError(f"the weight vector must be {n_latent} numbers, got {weights!r}") from None
+    if len(w) != n_latent:
+        raise WeightError(f"the weight vector needs {n_latent} values (one per layer), got {len(w)}")
+    bad = [v for v in w if not math.isfinite(v) or not 0.0 <= v <= 1.0]
+    if bad:
+        raise WeightError(f"every weight must be a number between 0 and 1, got {bad[0]}")
+    return w
+
+
+@dataclass
+class TransferResult:
+    image: torch.Tensor                 # (1, 3, size, size) in [-1, 1]
+    content: torch.Tensor               # the (aligned) content at 256² in [-1, 1]
+    intrinsic: torch.Tensor             # (1, 18, 512) Z+ (or W+ with wplus) code of the content
+    extrinsic: torch.Tensor             # (1, 18, 512) Z+ code of the exemplar, as used (after color preservation)
+    weights: list[float] = field(default_factory=list)
+    reconstruction: torch.Tensor | None = None  # the encoder's reconstruction of the content, 256²
+
+
+class StyleTransferPipeline:
+    """Everything a style pack needs at inference: DualStyleGAN, the pSp encoder(s), the code bank, the sampler."""
+
+    def __init__(self, generator: DualStyleGAN, encoder, codes: CodeBank | None = None, *,
+                 decoder: Generator | None = None, encoder_wplus=None, sampler=None, style: str | None = None):
+        self.generator = generator.eval().requires_grad_(False)
+        self.encoder = encoder.eval().requires_grad_(False) if encoder is not None else None
+        self.encoder_wplus = encoder_wplus.eval().requires_grad_(False) if encoder_wplus is not None else None
+        self.decoder = decoder.eval().requires_grad_(False) if decoder is not None else None
+        self.sampler = sampler.eval().requires_grad_(False) if sampler is not None else None
+        self.codes = codes
+        self.style = style
+
+    # ------------------------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, *, device: str | torch.device = "cpu",
+                        dtype: torch.dtype | None = None, wplus: bool = False, sampler: bool = False,
+                        **hub_kwargs) -> "StyleTransferPipeline":
+        """A style name ("cartoon"), a local style folder or a hub id → a ready pipeline (see :mod:`hub`)."""
+        from . import official
+        from .hub import resolve_style_pack
+
+        files = resolve_style_pack(str(name_or_path), need_sampler=sampler, need_wplus=wplus, **hub_kwargs)
+        generator = official.load_dualstylegan(files.generator)
+        encoder, decoder = official.load_encoder(files.encoder)
+        encoder_wplus = official.load_encoder(files.encoder_wplus)[0] if (wplus and files.encoder_wplus) else None
+        style_sampler = official.load_sampler(files.sampler) if files.sampler else None
+        codes = CodeBank.load(files.codes)
+        pipe = cls(generator, encoder, codes, decoder=decoder, encoder_wplus=encoder_wplus, sampler=style_sampler,
+                   style=files.name)
+        return pipe.to(device, dtype)
+
+    def to(self, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> "StyleTransferPipeline":
+        for name in ("generator", "encoder", "encoder_wplus", "decoder", "sampler"):
+            net = getattr(self, name)
+            if net is not None:
+                setattr(self, name, net.to(device=device, dtype=dtype) if dtype else net.to(device))
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return self.generator.generator.input.input.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.generator.generator.input.input.dtype
+
+    @property
+    def n_latent(self) -> int:
+        return self.generator.n_latent
+
+    @property
+    def n_structure(self) -> int:
+        return self.generator.res_index + 1
+
+    # ------------------------------------------------------------------------------------ codes
+    def _as_input(self, image: torch.Tensor) -> torch.Tensor:
+        if image.ndim == 3:
+            image = image[None]
+        return image.to(self.device, self.dtype)
+
+    @torch.no_grad()
+    def encode(self, image: torch.Tensor, wplus: bool = False) -> torch.Tensor:
+        """An aligned face (1, 3, H, W) in [−1, 1] → its intrinsic code (1, 18, 512): Z+, or W+ with ``wplus``."""
+        encoder = self.encoder_wplus if wplus else self.encoder
+        if encoder is None:
+            raise RuntimeError("this style pack has no W+ encoder (encoder_wplus.pt)" if wplus
+                               else "this pipeline has no encoder")
+        return encoder(F.adaptive_avg_pool2d(self._as_input(image), 256))
+
+    @torch.no_grad()
+    def reconstruct(self, code: torch.Tensor, wplus: bool = False) -> torch.Tensor | None:
+        """The encoder's decoder applied to an intrinsic code, pooled to 256² (the reference's ``img_rec``)."""
+        decoder = self.decoder or self.generator.generator
+        image, _ = decoder([code], input_is_latent=wplus, z_plus_latent=not wplus, randomize_noise=False)
+        return F.adaptive_avg_pool2d(image.clamp(-1, 1), 256)
+
+    def exemplar_code(self, exemplar: int | str | torch.Tensor) -> torch.Tensor:
+        """Extrinsic Z+ code (1, 18, 512) of a style id, an exemplar name from the code bank, or any image tensor
+        (encoded by the Z+ encoder: the reference scripts cannot take an unseen exemplar)."""
+        if isinstance(exemplar, torch.Tensor):
+            return self.encode(exemplar, wplus=False)
+        if self.codes is None:
+            raise RuntimeError("this pipeline has no code bank; give the exemplar as an image")
+        return self.codes.code(exemplar).to(self.device, self.dtype)
+
+    def weights_for(self, weights: Sequence[float] | None = None, structure=None, color=None) -> list[float]:
+        """The weight vector (always 18 long like the paper's; a smaller model reads its first n_latent):
+        explicit ``weights``, else ``structure``/``color`` shorthands, else the style's preset."""
+        total = max(18, self.n_latent)
+        if weights is not None:
+            if structure is not None or color is not None:
+                raise WeightError("give either the full weight vector or structure/color, not both")
+            return check_weights(weights, total)
+        preset_s, preset_c = PRESETS.get((self.style or "").lower(), DEFAULT_PRESET)
+        return interp_weights(preset_s if structure is None else structure, preset_c if color is None else color,
+                              self.n_structure, total)
+
+    @torch.no_grad()
+    def render_exemplar(self, exemplar: int | str, size: int = 256) -> torch.Tensor:
+        """A thumbnail of a code-bank exemplar as the generator sees it: its Z+ code as both the intrinsic and
+        the extrinsic code, w = 1 (the exemplar images themselves are not part of a style pack)."""
+        ex = self.exemplar_code(exemplar)
+        image, _ = self.generator([ex], self.generator.map_extrinsic(ex), z_plus_latent=True, use_res=True,
+                                  interp_weights=[1.0] * max(18, self.n_latent), randomize_noise=False)
+        return F.adaptive_avg_pool2d(image.clamp(-1, 1), size)
+
+    # ------------------------------------------------------------------------------------ transfer
+    @torch.no_grad()
+    def transfer(self, content: torch.Tensor, exemplar: int | str | torch.Tensor, *,
+                 weights: Sequence[float] | None = None, structure=None, color=None,
+                 preserve_color: bool = False, truncation: float = TRANSFER_TRUNCATION, wplus: bool = False,
+                 seed: int | None = None, reconstruct: bool = False) -> TransferResult:
+        """Stylise an aligned face (1, 3, H, W in [−1, 1]) with an exemplar (style_transfer.py).
+
+        ``preserve_color`` keeps the content's colors: Z+ path: rows 8–18 of the exemplar's Z+ code are the
+        content's; W+ path (``wplus``): the same rows of the mapped exemplar code are the content's W+ rows.
+        (The other documented way is ``color=0``.) Deterministic (stored noise) unless ``seed`` is given.
+        """
+        w = self.weights_for(weights, structure, color)
+        content = F.adaptive_avg_pool2d(self._as_input(content), 256)
+        intrinsic = self.encode(content, wplus=wplus)
+        ex_z = self.exemplar_code(exemplar).clone()
+        color_rows = slice(self.n_structure, self.n_latent)
+        if preserve_color and not wplus:
+            ex_z[:, color_rows] = intrinsic[:, color_rows]
+        ex_w = self.generator.map_extrinsic(ex_z)
+        if preserve_color and wplus:
+            ex_w[:, color_rows] = intrinsic[:, color_rows]
+        noise = None
+        if seed is not None:
+            noise = self.generator.generator.make_noise(torch.Generator().manual_seed(seed))
+        image, _ = self.generator([intrinsic], ex_w, z_plus_latent=not wplus, input_is_latent=wplus,
+                                  truncation=truncation, truncation_latent=0, use_res=True, interp_weights=w,
+                                  noise=noise, randomize_noise=False)
+        rec = self.reconstruct(intrinsic, wplus) if reconstruct else None
+        return TransferResult(image.clamp(-1, 1), content, intrinsic, ex_z, w, rec)
+
+    # ------------------------------------------------------------------------------------ random styles
+    @torch.no_grad()
+    def generate(self, n: int = 1, seed: int = 0, *, fix_content: bool = False, fix_color: bool = False,
+                 fix_structure: bool = False, weights: Sequence[float] | None = None, structure=None, color=None,
+                 truncation: float = GENERATE_TRUNCATION) -> torch.Tensor:
+        """Random portraits in random styles of this pack (generate.py): the sampler draws structure and color
+        codes independently; ``fix_*`` repeats sample 0's part across the batch."""
+        if self.sampler is None:
+            raise RuntimeError("this style pack has no sampler (sampler.pt); generate needs it")
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        g = torch.Generator().manual_seed(seed)
+        z = torch.randn(n, self.generator.style_dim, generator=g)
+        structure_noise = torch.randn(n, self.sampler.structure.config.noise_dim, generator=g)
+        color_noise = torch.randn(n, self.sampler.color.config.noise_dim, generator=g)
+        for fix, t in ((fix_content, z), (fix_structure, structure_noise), (fix_color, color_noise)):
+            if fix:
+                t[:] = t[:1]
+        dev = self.device
+        ex_z = self.sampler(structure_noise.to(dev, self.dtype), color_noise.to(dev, self.dtype))
+        w = self.weights_for(weights, structure, color)
+        image, _ = self.generator([z.to(dev, self.dtype)], self.generator.map_extrinsic(ex_z),
+                                  truncation=truncation, truncation_latent=0, use_res=True, interp_weights=w,
+                                  randomize_noise=False)
+        return image.clamp(-1, 1)
+
+    # ------------------------------------------------------------------------------------ blending
+    @torch.no_grad()
+    def blend(self, content: torch.Tensor, exemplar_a, exemplar_b=None, *, content_b: torch.Tensor | None = None,
+              steps: int = 8, weights: Sequence[float] | None = None, structure=None, color=None,
+              truncation: float = TRANSFER_TRUNCATION, wplus: bool = False) -> list[torch.Tensor]:
+        """A sequence interpolating the extrinsic codes (exemplar a → b) and/or the intrinsic codes
+        (content → content_b) linearly in Z+ (Fig. 13). Returns ``steps`` images."""
+        if steps < 2:
+            raise ValueError(f"a blend needs at least 2 steps, got {steps}")
+        w = self.weights_for(weights, structure, color)
+        in_a = self.encode(content, wplus)
+        in_b = self.encode(content_b, wplus) if content_b is not None else in_a
+        ex_a = self.exemplar_code(exemplar_a)
+        ex_b = self.exemplar_code(exemplar_b) if exemplar_b is not None else ex_a
+        frames = []
+        for t in torch.linspace(0, 1, steps).tolist():
+            intrinsic = torch.lerp(in_a, in_b, t)
+            ex_w = self.generator.map_extrinsic(torch.lerp(ex_a, ex_b, t))
+            image, _ = self.generator([intrinsic], ex_w, z_plus_latent=not wplus, input_is_latent=wplus,
+                                      truncation=truncation, truncation_latent=0, use_res=True, interp_weights=w,
+                                      randomize_noise=False)
+            frames.append(image.clamp(-1, 1))
+        return frames

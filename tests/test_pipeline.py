@@ -1,0 +1,133 @@
+"""StyleTransferPipeline on a tiny style pack written in the official layout."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dualstylegan.codes import StyleIdError
+from dualstylegan.pipeline import PRESETS, WeightError, check_weights, interp_weights
+
+
+def test_loads_the_pack(tiny_pipeline):
+    p = tiny_pipeline
+    assert p.style == "tiny" and len(p.codes) == 3 and p.sampler is not None and p.encoder_wplus is not None
+    assert p.encoder.config.z_plus and not p.encoder_wplus.config.z_plus
+
+
+def test_transfer_is_the_reference_call(tiny_pipeline, face_tensor):
+    """transfer = encode (Z+) → exemplar Z+ code mapped by the generator → DualStyleGAN at truncation 0.75 toward 0."""
+    p = tiny_pipeline
+    r = p.transfer(face_tensor, 1)
+    with torch.no_grad():
+        zplus = p.encoder(face_tensor)
+        ex = p.generator.map_extrinsic(p.codes.code(1))
+        expect, _ = p.generator([zplus], ex, z_plus_latent=True, truncation=0.75, truncation_latent=0,
+                                interp_weights=[0.75] * 7 + [1] * 11, randomize_noise=False)
+    torch.testing.assert_close(r.image, expect.clamp(-1, 1))
+    assert r.image.shape == (1, 3, 64, 64) and r.weights == [0.75] * 7 + [1.0] * 11
+
+
+def test_transfer_is_deterministic_and_seeded_noise_differs(tiny_pipeline, face_tensor):
+    a = tiny_pipeline.transfer(face_tensor, 0).image
+    b = tiny_pipeline.transfer(face_tensor, 0).image
+    assert torch.equal(a, b)
+    c = tiny_pipeline.transfer(face_tensor, 0, seed=1).image
+    d = tiny_pipeline.transfer(face_tensor, 0, seed=1).image
+    assert torch.equal(c, d) and not torch.equal(a, c)
+
+
+def test_zero_weights_give_plain_stylegan(tiny_pipeline, face_tensor):
+    p = tiny_pipeline
+    r = p.transfer(face_tensor, 2, weights=[0] * 18)
+    with torch.no_grad():
+        plain, _ = p.generator.generator([r.intrinsic], z_plus_latent=True, truncation=0.75, truncation_latent=0,
+                                         randomize_noise=False)
+    torch.testing.assert_close(r.image, plain.clamp(-1, 1))
+
+
+def test_exemplar_by_id_name_and_stem_agree(tiny_pipeline, face_tensor):
+    p = tiny_pipeline
+    name = p.codes.names[2]
+    by_id = p.transfer(face_tensor, 2).image
+    assert torch.equal(by_id, p.transfer(face_tensor, name).image)
+    assert torch.equal(by_id, p.transfer(face_tensor, name.rsplit(".", 1)[0]).image)
+    assert not torch.equal(by_id, p.transfer(face_tensor, 1).image)
+
+
+def test_any_image_as_exemplar(tiny_pipeline, face_tensor):
+    p = tiny_pipeline
+    exemplar = face_tensor.flip(-1)
+    r = p.transfer(face_tensor, exemplar)
+    torch.testing.assert_close(r.extrinsic, p.encode(exemplar))
+
+
+def test_preserve_color_z_plus_replaces_color_rows_before_mapping(tiny_pipeline, face_tensor):
+    p = tiny_pipeline
+    r = p.transfer(face_tensor, 1, preserve_color=True)
+    torch.testing.assert_close(r.extrinsic[:, 7:], r.intrinsic[:, 7:])
+    torch.testing.assert_close(r.extrinsic[:, :7], p.codes.code(1)[:, :7])
+    assert not torch.equal(r.image, p.transfer(face_tensor, 1).image)
+
+
+def test_preserve_color_w_plus_replaces_mapped_rows(tiny_pipeline, face_tensor):
+    p = tiny_pipeline
+    r = p.transfer(face_tensor, 1, preserve_color=True, wplus=True)
+    with torch.no_grad():
+        wplus = p.encoder_wplus(face_tensor)
+        ex = p.generator.map_extrinsic(p.codes.code(1))
+        ex[:, 7:] = wplus[:, 7:]
+        expect, _ = p.generator([wplus], ex, input_is_latent=True, truncation=0.75, truncation_latent=0,
+                                interp_weights=r.weights, randomize_noise=False)
+    torch.testing.assert_close(r.image, expect.clamp(-1, 1))
+
+
+def test_presets_and_shorthands():
+    assert interp_weights(*PRESETS["anime"]) == [0, 0, 0, 0, 0.75, 0.75, 0.75] + [1.0] * 11
+    assert interp_weights(*PRESETS["caricature"]) == [1.0] * 18
+    assert interp_weights(0.5, 0) == [0.5] * 7 + [0.0] * 11
+
+
+@pytest.mark.parametrize("bad", [[1] * 17, [1] * 19, [float("nan")] + [1] * 17, [2] + [1] * 17, ["a"] * 18])
+def test_impossible_weights_are_refused(bad):
+    with pytest.raises(WeightError):
+        check_weights(bad)
+
+
+def test_weight_errors_in_transfer(tiny_pipeline, face_tensor):
+    with pytest.raises(WeightError, match="18 values"):
+        tiny_pipeline.transfer(face_tensor, 0, weights=[1] * 5)
+    with pytest.raises(WeightError, match="not both"):
+        tiny_pipeline.transfer(face_tensor, 0, weights=[1] * 18, structure=0.5)
+
+
+def test_style_id_out_of_range(tiny_pipeline, face_tensor):
+    with pytest.raises(StyleIdError, match="out of range: .* ids 0 to 2"):
+        tiny_pipeline.transfer(face_tensor, 3)
+    with pytest.raises(StyleIdError, match="no exemplar named"):
+        tiny_pipeline.transfer(face_tensor, "nobody.png")
+
+
+def test_generate_fixes_parts(tiny_pipeline):
+    p = tiny_pipeline
+    a = p.generate(3, seed=0)
+    assert a.shape == (3, 3, 64, 64) and torch.equal(a, p.generate(3, seed=0))
+    assert not torch.allclose(a[0], a[1])
+    fixed = p.generate(3, seed=0, fix_content=True, fix_color=True, fix_structure=True)
+    torch.testing.assert_close(fixed[1], fixed[0], atol=1e-5, rtol=1e-5)
+    only_structure = p.generate(3, seed=0, fix_structure=True, fix_color=True)
+    assert not torch.allclose(only_structure[0], only_structure[1])  # the content still varies
+
+
+def test_blend_endpoints_are_transfers(tiny_pipeline, face_tensor):
+    p = tiny_pipeline
+    frames = p.blend(face_tensor, 0, 2, steps=4)
+    assert len(frames) == 4
+    torch.testing.assert_close(frames[0], p.transfer(face_tensor, 0).image)
+    torch.testing.assert_close(frames[-1], p.transfer(face_tensor, 2).image)
+    assert not torch.allclose(frames[1], frames[0])
+
+
+def test_reconstruction_and_exemplar_render(tiny_pipeline, face_tensor):
+    r = tiny_pipeline.transfer(face_tensor, 0, reconstruct=True)
+    assert r.reconstruction.shape == (1, 3, 256, 256)
+    assert tiny_pipeline.render_exemplar(1).shape == (1, 3, 256, 256)
