@@ -131,3 +131,34 @@ def test_reconstruction_and_exemplar_render(tiny_pipeline, face_tensor):
     r = tiny_pipeline.transfer(face_tensor, 0, reconstruct=True)
     assert r.reconstruction.shape == (1, 3, 256, 256)
     assert tiny_pipeline.render_exemplar(1).shape == (1, 3, 256, 256)
+
+
+def _rec_error(p, code, target, extrinsic=None):
+    import torch.nn.functional as F
+    with torch.no_grad():
+        if extrinsic is None:
+            image, _ = p.generator.generator([code], z_plus_latent=True, randomize_noise=False)
+        else:
+            image, _ = p.generator([code], p.generator.map_extrinsic(extrinsic), z_plus_latent=True,
+                                   interp_weights=[1] * 18, randomize_noise=False)
+    return F.mse_loss(F.adaptive_avg_pool2d(image, 256), target).item()
+
+
+def test_fit_content_lowers_the_reconstruction_error(tiny_pipeline, face_tensor):
+    p = tiny_pipeline
+    start = p.encode(face_tensor)
+    fitted = p.fit_intrinsic(start, face_tensor, steps=15, lr=0.05)
+    assert _rec_error(p, fitted, face_tensor) < _rec_error(p, start, face_tensor)
+    r = p.transfer(face_tensor, 0, fit_content=3)
+    assert not torch.equal(r.intrinsic, start)
+
+
+def test_refine_lowers_the_exemplar_reconstruction_error(tiny_pipeline, face_tensor):
+    p = tiny_pipeline
+    exemplar = face_tensor.flip(-2)
+    start = p.encode(exemplar)
+    refined = p.refine_extrinsic(start, exemplar, steps=15)
+    assert _rec_error(p, start, exemplar, refined) < _rec_error(p, start, exemplar, start)
+    assert not torch.equal(p.transfer(face_tensor, exemplar, refine=2).extrinsic, start)
+    with pytest.raises(ValueError, match="image"):
+        p.transfer(face_tensor, 0, refine=2)

@@ -181,17 +181,29 @@ class StyleTransferPipeline:
     def transfer(self, content: torch.Tensor, exemplar: int | str | torch.Tensor, *,
                  weights: Sequence[float] | None = None, structure=None, color=None,
                  preserve_color: bool = False, truncation: float = TRANSFER_TRUNCATION, wplus: bool = False,
-                 seed: int | None = None, reconstruct: bool = False) -> TransferResult:
+                 seed: int | None = None, reconstruct: bool = False, refine: int = 0,
+                 fit_content: int = 0) -> TransferResult:
         """Stylise an aligned face (1, 3, H, W in [−1, 1]) with an exemplar (style_transfer.py).
 
         ``preserve_color`` keeps the content's colors: Z+ path: rows 8–18 of the exemplar's Z+ code are the
         content's; W+ path (``wplus``): the same rows of the mapped exemplar code are the content's W+ rows.
         (The other documented way is ``color=0``.) Deterministic (stored noise) unless ``seed`` is given.
+
+        ``refine=N`` (an image exemplar only): N steps of latent optimisation of its extrinsic code against that
+        image (§3.4). ``fit_content=N``: N steps of optimising the intrinsic code so that its reconstruction
+        matches the content more closely (beyond the reference). Both use :attr:`perceptual` when set.
         """
         w = self.weights_for(weights, structure, color)
         content = F.adaptive_avg_pool2d(self._as_input(content), 256)
         intrinsic = self.encode(content, wplus=wplus)
+        if fit_content:
+            intrinsic = self.fit_intrinsic(intrinsic, content, fit_content, wplus=wplus)
+        if refine and not isinstance(exemplar, torch.Tensor):
+            raise ValueError("refine applies to an exemplar given as an image; code-bank exemplars are already "
+                             "refined (refined_exstyle_code.npy)")
         ex_z = self.exemplar_code(exemplar).clone()
+        if refine:
+            ex_z = self.refine_extrinsic(ex_z, exemplar, refine)
         color_rows = slice(self.n_structure, self.n_latent)
         if preserve_color and not wplus:
             ex_z[:, color_rows] = intrinsic[:, color_rows]
@@ -206,6 +218,56 @@ class StyleTransferPipeline:
                                   noise=noise, randomize_noise=False)
         rec = self.reconstruct(intrinsic, wplus) if reconstruct else None
         return TransferResult(image.clamp(-1, 1), content, intrinsic, ex_z, w, rec)
+
+    # ------------------------------------------------------------------------------------ optimisation
+    #: Optional image distance (x, y) → scalar for the optimisations below, e.g. an LPIPS module with the user's
+    #: weights (``nets.perceptual.LPIPS``). Without it they use the mean squared error alone.
+    perceptual = None
+
+    def _distance(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        x, y = F.adaptive_avg_pool2d(x, 256), F.adaptive_avg_pool2d(y, 256)
+        loss = F.mse_loss(x, y)
+        if self.perceptual is not None:
+            loss = loss + self.perceptual(x, y).mean()
+        return loss
+
+    def refine_extrinsic(self, ex_z: torch.Tensor, exemplar: torch.Tensor, steps: int, lr_color: float = 0.1,
+                         lr_structure: float = 0.005) -> torch.Tensor:
+        """Latent optimisation of an exemplar's Z+ extrinsic code (refine_exstyle.py, §3.4): the color rows
+        (lr_color) and structure rows (lr_structure) are fitted so that G(E(S), code, w = 1) reproduces S."""
+        target = F.adaptive_avg_pool2d(self._as_input(exemplar), 256)
+        intrinsic = ex_z.detach().clone()  # the exemplar's own Z+ code stands in for its destylized code
+        rows = {"structure": slice(0, self.n_structure), "color": slice(self.n_structure, self.n_latent)}
+        parts = {k: ex_z[:, r].detach().clone().requires_grad_(True) for k, r in rows.items()}
+        opt = torch.optim.Adam([{"params": [parts["structure"]], "lr": lr_structure},
+                                {"params": [parts["color"]], "lr": lr_color}])
+        ones = [1.0] * max(18, self.n_latent)
+        with torch.enable_grad():
+            for _ in range(steps):
+                code = torch.cat([parts["structure"], parts["color"]], 1)
+                image, _ = self.generator([intrinsic], self.generator.map_extrinsic(code), z_plus_latent=True,
+                                          use_res=True, interp_weights=ones, randomize_noise=False)
+                loss = self._distance(image, target)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        return torch.cat([parts["structure"], parts["color"]], 1).detach()
+
+    def fit_intrinsic(self, intrinsic: torch.Tensor, content: torch.Tensor, steps: int, lr: float = 0.01,
+                      wplus: bool = False) -> torch.Tensor:
+        """Optimise the intrinsic code so that the plain generator reconstructs the content more faithfully."""
+        target = F.adaptive_avg_pool2d(self._as_input(content), 256)
+        code = intrinsic.detach().clone().requires_grad_(True)
+        opt = torch.optim.Adam([code], lr=lr)
+        g = self.generator.generator
+        with torch.enable_grad():
+            for _ in range(steps):
+                image, _ = g([code], z_plus_latent=not wplus, input_is_latent=wplus, randomize_noise=False)
+                loss = self._distance(image, target)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        return code.detach()
 
     # ------------------------------------------------------------------------------------ random styles
     @torch.no_grad()
