@@ -1,0 +1,281 @@
+"""Face detection (dlib, 68 landmarks) and FFHQ alignment (SPEC §8), and pasting a stylised face back.
+
+The networks see faces cropped and rotated exactly like FFHQ: :func:`align_face` is the FFHQ
+``recreate_aligned_images`` recipe that the reference's ``model/encoder/align_all_parallel.py`` runs at 256²
+(FFHQ itself used 1024² through a 4096² transform). dlib and its landmark model come from the optional extra
+``dualstylegan[faces]`` (``dlib-bin``, ``face_recognition_models``, ``scipy``) and are imported on first use.
+
+Coordinates are pixel coordinates as dlib gives them (pixel centres at integers, x right, y down).
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+#: Images are searched for faces at most this large (longest side); a larger photo is detected on a reduced copy
+#: and its landmarks are then found at full resolution. Up to this size detection is the reference's.
+DETECT_MAX_SIDE = 1024
+_INSTALL_HINT = ("face alignment needs dlib and its landmark model: pip install 'dualstylegan[faces]' "
+                 "(or skip alignment for photos that are already aligned face crops)")
+
+# dlib's 68-point layout (iBUG 300-W)
+LEFT_EYE = slice(36, 42)
+RIGHT_EYE = slice(42, 48)
+MOUTH_LEFT, MOUTH_RIGHT = 48, 54
+
+
+class NoFaceError(ValueError):
+    """No face was found where one was needed; the message is one sentence."""
+
+
+@dataclass(frozen=True)
+class AlignedFace:
+    """One FFHQ-aligned face: the square crop, its quad in the original photo and dlib's landmarks there.
+
+    ``quad`` (4, 2) is where the crop's corners — top-left, bottom-left, bottom-right, top-right — lie in the
+    original photo; :func:`paste_back` uses it to put a (stylised) crop back.
+    """
+
+    image: Image.Image
+    quad: np.ndarray
+    landmarks: np.ndarray
+
+
+# ------------------------------------------------------------------------------------------------ models
+_lock = threading.Lock()
+_models: tuple | None = None
+
+
+def predictor_path() -> Path:
+    """The path of dlib's ``shape_predictor_68_face_landmarks.dat`` shipped by ``face_recognition_models``."""
+    # find the package without importing it: its __init__ needs pkg_resources, gone from recent setuptools
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(_INSTALL_HINT)
+    for folder in spec.submodule_search_locations:
+        path = Path(folder) / "models" / "shape_predictor_68_face_landmarks.dat"
+        if path.is_file():
+            return path
+    raise ImportError(f"face_recognition_models has no shape_predictor_68_face_landmarks.dat; {_INSTALL_HINT}")
+
+
+def _load_models():
+    """(dlib frontal face detector, 68-landmark shape predictor, lock), loaded once per process."""
+    global _models
+    with _lock:
+        if _models is None:
+            try:
+                import dlib
+            except ImportError:
+                raise ImportError(_INSTALL_HINT) from None
+            _models = (dlib, dlib.get_frontal_face_detector(), dlib.shape_predictor(os.fspath(predictor_path())),
+                       threading.Lock())
+        return _models
+
+
+# ------------------------------------------------------------------------------------------------ detection
+def detect_landmarks(img: Image.Image, upsample: int = 1) -> list[np.ndarray]:
+    """dlib's 68 landmarks (68, 2) for every frontal face in ``img``, the largest face first; [] when none.
+
+    Faces are found with dlib's HOG detector, the image upsampled ``upsample`` times (the reference uses 1); a
+    photo larger than :data:`DETECT_MAX_SIDE` is searched on a reduced copy, the landmarks always on the full one.
+    """
+    dlib, detector, predictor, lock = _load_models()
+    rgb = np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
+    h, w = rgb.shape[:2]
+    small = rgb
+    if max(w, h) > DETECT_MAX_SIDE:
+        scale = DETECT_MAX_SIDE / max(w, h)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        small = np.ascontiguousarray(np.asarray(Image.fromarray(rgb).resize(size, Image.LANCZOS)))
+    sx, sy = w / small.shape[1], h / small.shape[0]
+    with lock:  # one dlib call at a time (the web app serves several requests)
+        boxes = list(detector(small, upsample))
+        if small is not rgb:
+            boxes = [dlib.rectangle(round(b.left() * sx), round(b.top() * sy), round(b.right() * sx),
+                                    round(b.bottom() * sy)) for b in boxes]
+        boxes.sort(key=lambda b: b.width() * b.height(), reverse=True)
+        faces = []
+        for b in boxes:
+            shape = predictor(rgb, b)
+            faces.append(np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64))
+    return faces
+
+
+# ------------------------------------------------------------------------------------------------ alignment
+def ffhq_quad(landmarks: np.ndarray) -> np.ndarray:
+    """The FFHQ crop quad (4, 2) — top-left, bottom-left, bottom-right, top-right — from 68 landmarks (SPEC §8)."""
+    lm = np.asarray(landmarks, dtype=np.float64)
+    if lm.shape != (68, 2):
+        raise ValueError(f"expected 68 landmarks (68, 2), got shape {lm.shape}")
+    eye_left = lm[LEFT_EYE].mean(0)
+    eye_right = lm[RIGHT_EYE].mean(0)
+    eye_avg = (eye_left + eye_right) * 0.5
+    eye_to_eye = eye_right - eye_left
+    mouth_avg = (lm[MOUTH_LEFT] + lm[MOUTH_RIGHT]) * 0.5
+    eye_to_mouth = mouth_avg - eye_avg
+
+    # the oriented crop rectangle
+    x = eye_to_eye - np.flipud(eye_to_mouth) * [-1, 1]
+    x /= np.hypot(*x)
+    x *= max(np.hypot(*eye_to_eye) * 2.0, np.hypot(*eye_to_mouth) * 1.8)
+    y = np.flipud(x) * [-1, 1]
+    c = eye_avg + eye_to_mouth * 0.1
+    return np.stack([c - x - y, c - x + y, c + x + y, c + x - y])
+
+
+def align_face(img: Image.Image, landmarks: np.ndarray, output_size: int = 256,
+               transform_size: int | None = None, enable_padding: bool = True) -> tuple[Image.Image, np.ndarray]:
+    """Crop, rotate and scale one face like FFHQ: ``(output_size² RGB crop, quad in img's coordinates)``.
+
+    The FFHQ recipe step by step: shrink a large photo, crop around the quad with a border, reflect-pad where the
+    quad leaves the photo (blurred and faded to the median colour toward the padded edge), warp the quad to
+    ``transform_size``² (bilinear), then reduce to ``output_size``² (Lanczos). ``transform_size`` defaults to
+    ``output_size`` (the reference); FFHQ used 1024 with 4096. The returned quad maps the crop's corners
+    (top-left, bottom-left, bottom-right, top-right) to ``img``'s pixel coordinates exactly, shrinking included.
+    """
+    try:
+        import scipy.ndimage
+    except ImportError:
+        raise ImportError(_INSTALL_HINT) from None
+
+    transform_size = output_size if transform_size is None else int(transform_size)
+    img = img if img.mode == "RGB" else img.convert("RGB")
+    quad = ffhq_quad(landmarks)
+    qsize = np.hypot(*(quad[3] - quad[0]))  # = 2·|x|
+    original_quad = quad.copy()
+    width, height = img.size
+
+    # Shrink.
+    shrink = int(np.floor(qsize / output_size * 0.5))
+    if shrink > 1:
+        rsize = (int(np.rint(float(img.size[0]) / shrink)), int(np.rint(float(img.size[1]) / shrink)))
+        img = img.resize(rsize, Image.LANCZOS)
+        quad /= shrink
+        qsize /= shrink
+        # the warp below reads the reduced image at quad + 0.5 (pixel edges); in the original that is:
+        original_quad = (quad + 0.5) * [width / rsize[0], height / rsize[1]] - 0.5
+
+    # Crop.
+    border = max(int(np.rint(qsize * 0.1)), 3)
+    crop = (int(np.floor(min(quad[:, 0]))), int(np.floor(min(quad[:, 1]))),
+            int(np.ceil(max(quad[:, 0]))), int(np.ceil(max(quad[:, 1]))))
+    crop = (max(crop[0] - border, 0), max(crop[1] - border, 0),
+            min(crop[2] + border, img.size[0]), min(crop[3] + border, img.size[1]))
+    if crop[2] - crop[0] < img.size[0] or crop[3] - crop[1] < img.size[1]:
+        img = img.crop(crop)
+        quad -= crop[0:2]
+
+    # Pad.
+    pad = (int(np.floor(min(quad[:, 0]))), int(np.floor(min(quad[:, 1]))),
+           int(np.ceil(max(quad[:, 0]))), int(np.ceil(max(quad[:, 1]))))
+    pad = (max(-pad[0] + border, 0), max(-pad[1] + border, 0),
+           max(pad[2] - img.size[0] + border, 0), max(pad[3] - img.size[1] + border, 0))
+    if enable_padding and max(pad) > border - 4:
+        pad = np.maximum(pad, int(np.rint(qsize * 0.3)))
+        arr = np.pad(np.float32(img), ((pad[1], pad[3]), (pad[0], pad[2]), (0, 0)), "reflect")
+        h, w, _ = arr.shape
+        yy, xx, _ = np.ogrid[:h, :w, :1]
+        mask = np.maximum(1.0 - np.minimum(np.float32(xx) / pad[0], np.float32(w - 1 - xx) / pad[2]),
+                          1.0 - np.minimum(np.float32(yy) / pad[1], np.float32(h - 1 - yy) / pad[3]))
+        blur = qsize * 0.02
+        arr += (scipy.ndimage.gaussian_filter(arr, [blur, blur, 0]) - arr) * np.clip(mask * 3.0 + 1.0, 0.0, 1.0)
+        arr += (np.median(arr, axis=(0, 1)) - arr) * np.clip(mask, 0.0, 1.0)
+        img = Image.fromarray(np.uint8(np.clip(np.rint(arr), 0, 255)), "RGB")
+        quad += pad[:2]
+
+    # Transform.
+    img = img.transform((transform_size, transform_size), Image.QUAD, tuple((quad + 0.5).flatten()),
+                        Image.BILINEAR)
+    if output_size != transform_size:  # the recipe has transform ≥ output; a smaller transform is upsampled alike
+        img = img.resize((output_size, output_size), Image.LANCZOS)
+    return img, original_quad
+
+
+def align(img: Image.Image | str | os.PathLike, output_size: int = 256, all_faces: bool = False,
+          transform_size: int | None = None) -> list[AlignedFace]:
+    """Detect faces and FFHQ-align them: the largest face (or, with ``all_faces``, every face, largest first).
+
+    ``img`` is a PIL image or an image file (read with :func:`dualstylegan.images.load_image`). Raises
+    :class:`NoFaceError` when dlib finds no face.
+    """
+    if not isinstance(img, Image.Image):
+        from .images import load_image
+
+        img = load_image(img)
+    img = img if img.mode == "RGB" else img.convert("RGB")
+    found = detect_landmarks(img)
+    if not found:
+        raise NoFaceError("no face was found in the photo; use a photo with a clearly visible, roughly frontal face, "
+                          "or skip alignment if it is already an aligned face crop.")
+    faces = []
+    for lm in found if all_faces else found[:1]:
+        crop, quad = align_face(img, lm, output_size=output_size, transform_size=transform_size)
+        faces.append(AlignedFace(crop, quad, lm))
+    return faces
+
+
+# ------------------------------------------------------------------------------------------------ paste back
+def paste_back(original: Image.Image, face: Image.Image, quad: np.ndarray, feather: float = 0.08) -> Image.Image:
+    """Put an aligned (e.g. stylised) face crop back where it came from: the inverse of :func:`align_face`.
+
+    ``quad`` is :attr:`AlignedFace.quad`. The crop (any size) is warped onto its quad in ``original`` and blended
+    through a mask that fades linearly to nothing over the outer ``feather`` fraction of the crop's side. Returns a
+    new RGB image of ``original``'s size; pixels outside the quad are unchanged.
+    """
+    quad = np.asarray(quad, dtype=np.float64).reshape(4, 2)
+    base = original.convert("RGB") if original.mode != "RGB" else original.copy()
+    face = face.convert("RGB") if face.mode != "RGB" else face
+    side = max(np.hypot(*(quad[3] - quad[0])), np.hypot(*(quad[1] - quad[0])))
+    if max(face.size) > 1.5 * side:  # reduce first (Lanczos) so the bilinear warp does not alias
+        n = max(8, int(np.ceil(side)))
+        face = face.resize((n, n), Image.LANCZOS)
+    fw, fh = face.size
+
+    # the region of the original the quad covers, in pixel-edge coordinates (pixel i spans [i, i+1])
+    edges = quad + 0.5
+    left, top = (max(0, int(np.floor(v))) for v in edges.min(0))
+    right = min(base.width, int(np.ceil(edges[:, 0].max())))
+    bottom = min(base.height, int(np.ceil(edges[:, 1].max())))
+    if right <= left or bottom <= top:
+        return base
+
+    # homography: region coordinates → crop coordinates (for a parallelogram, the exact inverse of PIL's QUAD warp)
+    corners = np.array([[0, 0], [0, fh], [fw, fh], [fw, 0]], dtype=np.float64)
+    coeffs = _perspective_coeffs(edges - [left, top], corners)
+    box = (right - left, bottom - top)
+    warped = face.transform(box, Image.PERSPECTIVE, coeffs, Image.BILINEAR)
+    mask = face_mask((fw, fh), feather).transform(box, Image.PERSPECTIVE, coeffs, Image.BILINEAR)
+    base.paste(warped, (left, top), mask)
+    return base
+
+
+def face_mask(size: tuple[int, int], feather: float = 0.08) -> Image.Image:
+    """An 'L' mask of ``size``: 255 inside, fading linearly to 0 over the outer ``feather`` fraction of each side."""
+    w, h = size
+    fx, fy = max(feather * w, 1e-6), max(feather * h, 1e-6)
+    x = (np.arange(w) + 0.5)
+    y = (np.arange(h) + 0.5)
+    mx = np.clip(np.minimum(x, w - x) / fx, 0, 1)
+    my = np.clip(np.minimum(y, h - y) / fy, 0, 1)
+    return Image.fromarray(np.uint8(np.rint(np.outer(my, mx) * 255)), "L")
+
+
+def _perspective_coeffs(src: np.ndarray, dst: np.ndarray) -> tuple[float, ...]:
+    """PIL PERSPECTIVE coefficients (a…h) taking points ``src`` (output image) to ``dst`` (input image)."""
+    rows, rhs = [], []
+    for (x, y), (u, v) in zip(src, dst, strict=True):
+        rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
+        rows.append([0, 0, 0, x, y, 1, -v * x, -v * y])
+        rhs += [u, v]
+    return tuple(np.linalg.solve(np.array(rows, dtype=np.float64), np.array(rhs, dtype=np.float64)).tolist())
+
+
+__all__ = ["AlignedFace", "NoFaceError", "align", "align_face", "detect_landmarks", "face_mask", "ffhq_quad",
+           "paste_back", "predictor_path"]

@@ -1,0 +1,222 @@
+"""dualstylegan.faces: dlib landmarks, the FFHQ alignment recipe (SPEC §8) and pasting a face back."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dualstylegan import faces
+
+
+def needs_scipy():
+    pytest.importorskip("scipy", reason="alignment needs the 'faces' extra")
+
+
+def needs_dlib():
+    needs_scipy()
+    pytest.importorskip("dlib", reason="face detection needs the 'faces' extra (dlib-bin)")
+    try:
+        faces.predictor_path()
+    except ImportError as e:
+        pytest.skip(str(e))
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> Image.Image:
+    data = pytest.importorskip("skimage.data", reason="the test photograph comes from scikit-image")
+    return Image.fromarray(data.astronaut())
+
+
+@pytest.fixture(scope="module")
+def aligned(astronaut):
+    needs_dlib()
+    return {size: faces.align(astronaut, output_size=size)[0] for size in (256, 1024)}
+
+
+def crop_coords(points: np.ndarray, quad: np.ndarray, size: int) -> np.ndarray:
+    """Where points of the original land in the aligned crop (the quad is a square: the map is affine)."""
+    a = np.stack([(quad[3] - quad[0]) / size, (quad[1] - quad[0]) / size], 1)
+    return np.linalg.solve(a, (points - quad[0]).T).T
+
+
+def eyes_and_mouth(lm: np.ndarray):
+    return lm[36:42].mean(0), lm[42:48].mean(0), (lm[48] + lm[54]) / 2
+
+
+def textured(w: int, h: int, seed: int = 0, cells: int = 40) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    low = Image.fromarray(rng.integers(0, 256, (max(2, h * cells // w), cells, 3), dtype=np.uint8))
+    return low.resize((w, h), Image.BICUBIC)
+
+
+def synthetic_landmarks(eye_left, eye_right, mouth_left, mouth_right) -> np.ndarray:
+    lm = np.zeros((68, 2))
+    lm[36:42], lm[42:48], lm[48], lm[54] = eye_left, eye_right, mouth_left, mouth_right
+    return lm
+
+
+# ------------------------------------------------------------------------------------------------ geometry (no dlib)
+def test_ffhq_quad_geometry():
+    lm = synthetic_landmarks((100, 100), (160, 100), (105, 170), (155, 170))
+    q = faces.ffhq_quad(lm)
+    # eye_to_eye = (60, 0), eye_to_mouth = (0, 70): |x| = max(120, 126) = 126, c = (130, 107)
+    np.testing.assert_allclose(q, [[4, -19], [4, 233], [256, 233], [256, -19]])
+    with pytest.raises(ValueError):
+        faces.ffhq_quad(np.zeros((5, 2)))
+
+
+@pytest.mark.parametrize("output_size, transform_size, image_size", [
+    (256, None, (400, 300)),  # no shrink, the quad leaves the photo: reflect padding
+    (128, None, (2000, 1400)),  # shrink by 6 first
+    (128, 512, (600, 500)),  # transform larger than the output, then reduced
+])
+def test_align_face_quad_is_exact(output_size, transform_size, image_size):
+    """Warping the crop back through the returned quad reproduces the photo (any half-pixel slip would not)."""
+    needs_scipy()
+    w, h = image_size
+    photo = textured(w, h, cells=80)
+    s = w / 400
+    lm = synthetic_landmarks(np.array((160, 120)) * s, np.array((240, 120)) * s,
+                             np.array((165, 200)) * s, np.array((235, 200)) * s)
+    crop, quad = faces.align_face(photo, lm, output_size=output_size, transform_size=transform_size)
+    assert crop.size == (output_size, output_size) and crop.mode == "RGB"
+    assert quad.shape == (4, 2)
+
+    # the canonical FFHQ position of the eyes: centred, level, a quarter of the crop apart here (|x| = 2|e2e|)
+    el, er, mouth = (crop_coords(p[None], quad, output_size)[0] / output_size for p in eyes_and_mouth(lm))
+    np.testing.assert_allclose((el + er) / 2, [0.5, 0.5 - 0.1 * 80 / (2 * 180)], atol=0.01)
+    assert abs(el[1] - er[1]) < 1e-6 and mouth[1] > el[1]
+
+    inner = tuple(int(v) for v in (lm[36:48].mean(0) - 60 * s)) + tuple(int(v) for v in (lm[36:48].mean(0) + 60 * s))
+    original = np.asarray(photo, dtype=float)[inner[1]:inner[3], inner[0]:inner[2]]
+
+    def error(q):
+        back = faces.paste_back(photo, crop, q, feather=1e-6)
+        return np.abs(np.asarray(back, dtype=float)[inner[1]:inner[3], inner[0]:inner[2]] - original).mean()
+
+    exact = error(quad)
+    for shift in ([1, 0], [-1, 0], [0, 1], [0, -1]):  # one photo pixel off in any direction is worse
+        assert exact < 0.97 * error(quad + shift)
+
+
+def test_paste_back_touches_only_the_quad():
+    photo = textured(300, 200, seed=3)
+    quad = np.array([[100.0, 50.0], [90.0, 150.0], [190.0, 160.0], [200.0, 60.0]])
+    face = Image.new("RGB", (512, 512), (255, 0, 255))
+    out = faces.paste_back(photo, face, quad)
+    assert out.size == photo.size and out.mode == "RGB"
+    changed = np.any(np.asarray(out) != np.asarray(photo), -1)
+    ys, xs = np.nonzero(changed)
+    assert xs.min() >= 90 and xs.max() <= 201 and ys.min() >= 50 and ys.max() <= 161
+    assert tuple(np.asarray(out)[105, 145]) == (255, 0, 255)  # the middle is the face, unblended
+    assert np.asarray(photo).shape == (200, 300, 3)  # the original is not modified
+    off = faces.paste_back(photo, face, quad + 1000)  # entirely outside: nothing changes
+    assert np.array_equal(np.asarray(off), np.asarray(photo))
+
+
+def test_face_mask():
+    m = np.asarray(faces.face_mask((100, 100), feather=0.1))
+    assert m[50, 50] == 255 and m[0, 0] < 10 and m[50, 0] < 20 and m[50, 12] == 255
+
+
+# ------------------------------------------------------------------------------------------------ with dlib
+def test_detect_landmarks(astronaut):
+    needs_dlib()
+    found = faces.detect_landmarks(astronaut)
+    assert len(found) >= 1
+    assert all(lm.shape == (68, 2) for lm in found)
+    el, er, mouth = eyes_and_mouth(found[0])
+    assert 150 < el[0] < er[0] < 300 and 80 < el[1] < 150 and mouth[1] > el[1]  # the astronaut's face
+
+
+def test_large_photo_is_searched_reduced(astronaut, monkeypatch):
+    needs_dlib()
+    full = faces.detect_landmarks(astronaut)[0]
+    monkeypatch.setattr(faces, "DETECT_MAX_SIDE", 320)  # as if the photo were larger than the limit
+    reduced = faces.detect_landmarks(astronaut)
+    assert len(reduced) >= 1
+    assert np.median(np.abs(reduced[0] - full)) < 3  # the landmarks are still found at full resolution
+
+
+def test_largest_face_first(astronaut):
+    needs_dlib()
+    small = astronaut.resize((320, 320), Image.LANCZOS)
+    canvas = Image.new("RGB", (320 + 512, 512), (128, 128, 128))
+    canvas.paste(small, (0, 0))
+    canvas.paste(astronaut, (320, 0))
+    found = faces.detect_landmarks(canvas)
+    centres = [lm[36:48].mean(0) for lm in found]
+    assert any(c[0] < 320 for c in centres) and any(c[0] > 320 for c in centres)
+    el, er, _ = eyes_and_mouth(found[0])
+    assert el[0] > 320 + 150 and er[0] - el[0] > 28  # the full-size astronaut (34 px apart), not the copy (21)
+
+
+def test_align_sizes_and_quad(aligned, astronaut):
+    for size, face in aligned.items():
+        assert face.image.size == (size, size) and face.image.mode == "RGB"
+        assert face.landmarks.shape == (68, 2)
+        assert face.quad.shape == (4, 2)
+        # the quad encloses the face's landmarks in the original photo
+        inside = crop_coords(face.landmarks, face.quad, size) / size
+        assert inside.min() > 0 and inside.max() < 1
+    np.testing.assert_allclose(aligned[256].quad, aligned[1024].quad)  # no shrink at this size
+
+
+def test_eyes_land_where_ffhq_puts_them(aligned):
+    face = aligned[1024]
+    size = 1024
+    again = faces.detect_landmarks(face.image)
+    assert len(again) >= 1
+    el, er, mouth = (p / size for p in eyes_and_mouth(again[0]))
+    mid = (el + er) / 2
+    assert abs(mid[0] - 0.5) < 0.03
+    assert abs(el[1] - er[1]) < 0.03
+    assert 0.2 < er[0] - el[0] < 0.3  # FFHQ: about 0.25 of the width
+    assert 0.43 < mid[1] < 0.5 and mouth[1] > mid[1] + 0.15
+    # and where the recipe predicts from the original landmarks, mapped through the quad
+    predicted = crop_coords(face.landmarks, face.quad, size)
+    assert np.median(np.abs(again[0] - predicted)) < 0.01 * size
+
+
+def test_align_all_faces_and_paths(astronaut, tmp_path):
+    needs_dlib()
+    p = tmp_path / "astronaut.png"
+    astronaut.save(p)
+    first = faces.align(p, output_size=64)
+    every = faces.align(astronaut, output_size=64, all_faces=True)
+    assert len(first) == 1 and len(every) >= 1
+    np.testing.assert_allclose(first[0].quad, every[0].quad)
+
+
+def test_paste_back_roundtrip(aligned, astronaut):
+    face = aligned[1024]
+    out = faces.paste_back(astronaut, face.image, face.quad)
+    assert out.size == astronaut.size
+    a, b = np.asarray(out, dtype=float), np.asarray(astronaut, dtype=float)
+    x0, y0 = np.floor(face.quad.min(0)).astype(int)
+    x1, y1 = np.ceil(face.quad.max(0)).astype(int) + 2
+    outside = np.ones(a.shape[:2], bool)
+    outside[max(y0, 0):y1, max(x0, 0):x1] = False
+    assert np.array_equal(a[outside], b[outside])
+    el, er, _ = eyes_and_mouth(face.landmarks)
+    cx, cy = ((el + er) / 2).astype(int)
+    assert np.abs(a[cy - 40:cy + 40, cx - 40:cx + 40] - b[cy - 40:cy + 40, cx - 40:cx + 40]).mean() < 6
+    inverted = Image.fromarray(255 - np.asarray(face.image))
+    changed = np.abs(np.asarray(faces.paste_back(astronaut, inverted, face.quad), dtype=float) - b).mean(-1)
+    assert changed[cy, cx] > 100 and not changed[outside].any()
+
+
+def test_missing_dlib_says_what_to_install(monkeypatch):
+    monkeypatch.setattr(faces, "_models", None)
+    monkeypatch.setitem(sys.modules, "dlib", None)  # as if not installed
+    with pytest.raises(ImportError, match=r"pip install 'dualstylegan\[faces\]'"):
+        faces.detect_landmarks(Image.new("RGB", (32, 32)))
+
+
+def test_blank_image_has_no_face():
+    needs_dlib()
+    with pytest.raises(faces.NoFaceError, match="no face"):
+        faces.align(Image.new("RGB", (200, 200), (128, 128, 128)))
+    assert faces.detect_landmarks(Image.new("L", (64, 64))) == []
