@@ -1,0 +1,434 @@
+"""Stage III of DualStyleGAN's progressive fine-tuning: the style set (paper §3.3; SPEC §7,
+``finetune_dualstylegan.py``).
+
+Every style image S comes with its destylized codes (:mod:`destylize`): the intrinsic z_i⁺ (the face under the
+style) and the extrinsic z_e⁺ (the style itself). Steps alternate (``subspace_freq`` = 2):
+
+* **random-content steps** (even steps): G(z, z_e⁺) for a random face z (style mixing 0.9) — adversarial loss +
+  style loss (contextual loss 0.25 on relu3_1 + feature matching 0.25 on the pooled relu2_1, relu3_1, against the
+  exemplar S of z_e⁺) + λ_ID · identity loss against G(z) without the extrinsic path;
+* **paired steps** (odd steps): G(z_i⁺, z̃_e) must rebuild S — the same losses plus the perceptual VGG L1
+  (weights 0, 0.5, 1, 0, 0) against S.
+
+On both kinds the extrinsic code is jittered by N(0, 0.1) (added to the mapped W+ code, as the reference's
+``get_paired_data`` does on its pre-mapped codes) and rows 8… of a paired z_i⁺ are re-drawn from N(0, 1) so that
+the content's colors do not leak into the target's. L2 regularisation λ_reg · Σ‖p‖ over ``res`` keeps the extrinsic
+path small (the "content" loss with λ_ID). Only ``res`` and ``style`` train, with an EMA of ``res`` only; lazy R1 and
+path-length regularisers and ADA (on, as in the README's ``--augment`` runs) as in StyleGAN2.
+
+(λ_ID, λ_reg) per style: :data:`STYLE_PRESETS`. The result is the style's ``generator.pt`` {'g_ema': state dict}.
+"""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..nets.dualstylegan import DualStyleGAN
+from ..nets.stylegan2 import Discriminator
+from .finetune_stylegan import mixing_noise
+from .loop import LoopConfig, TrainLoop
+from .pretrain import DualStyleGANStage, _default_device, load_vgg
+
+#: (λ_ID, λ_reg) of the paper's styles; other styles get :data:`DEFAULT_PRESET` (the reference's argparse defaults).
+STYLE_PRESETS: dict[str, tuple[float, float]] = {"cartoon": (1.0, 0.015), "caricature": (4.0, 0.005),
+                                                 "anime": (1.0, 0.02)}
+DEFAULT_PRESET: tuple[float, float] = (1.0, 0.01)
+#: Perceptual VGG19 L1 weights (relu1_1 … relu5_1) of the paired steps.
+FINETUNE_VGG_WEIGHTS = (0.0, 0.5, 1.0, 0.0, 0.0)
+#: Rows of the intrinsic code from this one on are re-drawn N(0, 1) in paired steps (``random_ind=8``).
+RECOLOR_FROM = 8
+#: Stage-III steps of the README's runs (``--iter 1500``; the paper uses the 1400-step snapshot for cartoons).
+FINETUNE_STEPS = 1500
+
+
+def style_preset(style: str | None) -> tuple[float, float]:
+    """(λ_ID, λ_reg) of a style name (case-insensitive); :data:`DEFAULT_PRESET` for other names and None."""
+    if style is None:
+        return DEFAULT_PRESET
+    return STYLE_PRESETS.get(str(style).lower(), DEFAULT_PRESET)
+
+
+# ------------------------------------------------------------------------------------------- data
+class StyleSet:
+    """The style set for stage III: images S (N, 3, size, size) in [−1, 1] with their intrinsic z_i⁺ and extrinsic
+    z_e⁺ Z+ codes (N, n_latent, 512), in the same order.
+
+    ``fetch(indices)`` → {'image': S (as stored, the paired targets), 'real': S mirrored at random when ``hflip``
+    (D's reals in random-content steps, the reference's lmdb loader), 'instyle', 'exstyle'}, on ``device``.
+    """
+
+    def __init__(self, images: torch.Tensor, instyles: torch.Tensor, exstyles: torch.Tensor,
+                 names: Sequence[str] | None = None, hflip: bool = True, device: str | torch.device = "cpu"):
+        images, instyles, exstyles = (torch.as_tensor(t, dtype=torch.float32) for t in (images, instyles, exstyles))
+        if instyles.ndim == 4 and instyles.shape[1] == 1:
+            instyles = instyles[:, 0]
+        if exstyles.ndim == 4 and exstyles.shape[1] == 1:
+            exstyles = exstyles[:, 0]
+        n = images.shape[0]
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"the style images must be (N, 3, H, W), got {tuple(images.shape)}")
+        if n == 0:
+            raise ValueError("the style set is empty")
+        if instyles.shape[0] != n or exstyles.shape[0] != n or instyles.ndim != 3 or instyles.shape != exstyles.shape:
+            raise ValueError(f"{n} style images need {n} intrinsic and extrinsic codes of one shape (N, L, 512); got "
+                             f"{tuple(instyles.shape)} and {tuple(exstyles.shape)}")
+        self.images, self.instyles, self.exstyles = images, instyles, exstyles
+        self.names = list(names) if names is not None else [str(i) for i in range(n)]
+        self.hflip, self.device = hflip, torch.device(device)
+
+    @classmethod
+    def from_files(cls, image_folder: str | os.PathLike, exstyle_codes, instyle_codes, size: int,
+                   hflip: bool = True, device: str | torch.device = "cpu") -> "StyleSet":
+        """The reference's inputs: ``images/train/`` (the style images, any size: centre-cropped and resized to
+        ``size``), ``exstyle_code.npy`` and ``instyle_code.npy`` (paths or :class:`CodeBank`). Exemplars are taken in
+        the intrinsic bank's order; every one needs an extrinsic code and an image of the same file name."""
+        from ..codes import CodeBank
+
+        banks = [c if isinstance(c, CodeBank) else CodeBank.load(c) for c in (instyle_codes, exstyle_codes)]
+        instyle_bank, exstyle_bank = banks
+        folder = Path(image_folder)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"the style image folder {folder} does not exist; give the folder of the style "
+                                    "images that were destylized.")
+        images, ins, exs = [], [], []
+        for name in instyle_bank.names:
+            if name not in exstyle_bank:
+                raise ValueError(f"{exstyle_bank.source} has no code for {name!r}, which {instyle_bank.source} has; "
+                               "use the two code files written by the same destylization run.")
+            path = folder / name
+            if not path.is_file():
+                raise FileNotFoundError(f"the style image {name} (named in {instyle_bank.source}) is not in {folder}.")
+            images.append(_load_square(path, size))
+            ins.append(instyle_bank[name])
+            exs.append(exstyle_bank[name])
+        return cls(torch.stack(images), torch.stack(ins), torch.stack(exs), names=instyle_bank.names, hflip=hflip,
+                   device=device)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def fetch(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        idx = torch.as_tensor(list(indices), dtype=torch.long)
+        image = self.images[idx]
+        real = image
+        if self.hflip:
+            flip = torch.rand(len(idx)) < 0.5
+            real = torch.where(flip.view(-1, 1, 1, 1), image.flip(3), image)
+        return {"image": image.to(self.device), "real": real.to(self.device),
+                "instyle": self.instyles[idx].to(self.device), "exstyle": self.exstyles[idx].to(self.device)}
+
+    __call__ = fetch
+
+
+def _load_square(path: Path, size: int) -> torch.Tensor:
+    """An image file as (3, size, size) in [−1, 1] (:func:`dualstylegan.images.load_image`, centre square)."""
+    from ..images import load_image
+    from .data import center_square
+
+    arr = np.asarray(center_square(load_image(path), size), dtype=np.float32)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1) / 127.5 - 1
+
+
+# ------------------------------------------------------------------------------------------- stage III
+class FinetuneStage(DualStyleGANStage):
+    """Stage III (finetune_dualstylegan.py) on :class:`StyleSet` batches.
+
+    ``vgg``: a :class:`VGG19Features` (ImageNet weights) — the contextual, feature-matching and perceptual losses
+    read its features. ``id_loss``: a callable (fake, content) → identity loss (e.g.
+    ``losses.IdentityLoss(IdentityNet)``) or None when ``lambda_id`` is 0. ``style`` picks (λ_ID, λ_reg) from
+    :data:`STYLE_PRESETS`; ``lambda_id`` / ``lambda_reg`` override it. ``sample_exstyles``: Z+ codes for the sample
+    grid (e.g. the first exemplars' z_e⁺).
+    """
+
+    name = "finetune_dualstylegan"
+
+    def __init__(self, g: DualStyleGAN, d: Discriminator, vgg: nn.Module,
+                 id_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                 g_ema: DualStyleGAN | None = None, *, style: str | None = None, lambda_id: float | None = None,
+                 lambda_reg: float | None = None, cx_weight: float = 0.25, fm_weight: float = 0.25,
+                 perc_weight: float = 1.0, vgg_weights: Sequence[float] = FINETUNE_VGG_WEIGHTS,
+                 subspace_freq: int = 2, subspace_std: float = 0.1, recolor_from: int = RECOLOR_FROM,
+                 contextual: Callable | None = None, feature_matching: Callable | None = None,
+                 perceptual: Callable | None = None, augment: bool = True,
+                 sample_exstyles: torch.Tensor | None = None, n_sample: int = 9, sample_seed: int = 0, **kwargs: Any):
+        super().__init__(g, d, g_ema, augment=augment, **kwargs)
+        preset_id, preset_reg = style_preset(style)
+        self.style_name = style
+        self.lambda_id = float(preset_id if lambda_id is None else lambda_id)
+        self.lambda_reg = float(preset_reg if lambda_reg is None else lambda_reg)
+        if self.lambda_id > 0 and id_loss is None:
+            raise ValueError("stage III with lambda_id > 0 needs an identity loss (losses.IdentityLoss on the IR-SE50 "
+                             "model_ir_se50.pth); give id_loss= or set lambda_id=0.")
+        if subspace_freq < 1:
+            raise ValueError("subspace_freq must be >= 1")
+        self.vgg, self.id_loss = vgg, id_loss
+        if isinstance(vgg, nn.Module):
+            vgg.eval().requires_grad_(False)
+        if isinstance(id_loss, nn.Module):
+            id_loss.eval().requires_grad_(False)
+        self.cx_weight, self.fm_weight, self.perc_weight = float(cx_weight), float(fm_weight), float(perc_weight)
+        self.vgg_weights = tuple(float(w) for w in vgg_weights)
+        self.subspace_freq, self.subspace_std = int(subspace_freq), float(subspace_std)
+        self.recolor_from = int(recolor_from)
+        self._build_losses(contextual, feature_matching, perceptual)
+        self.n_sample, self.sample_seed = int(n_sample), int(sample_seed)
+        self.sample_exstyles = sample_exstyles
+
+    def _build_losses(self, contextual, feature_matching, perceptual) -> None:
+        """Image-level loss callables (fake, target) → scalar; the defaults read ``self.vgg``."""
+        from ..losses import ContextualLoss, FeatureMatchingLoss, PerceptualLoss
+
+        needs_vgg = [w for w, given in ((self.cx_weight, contextual), (self.fm_weight, feature_matching),
+                                        (self.perc_weight, perceptual)) if w > 0 and given is None]
+        if needs_vgg and not isinstance(self.vgg, nn.Module):
+            raise ValueError("stage III needs the VGG19 feature network (VGG19Features with ImageNet weights) for "
+                             "its contextual, feature-matching and perceptual losses.")
+        if contextual is None and self.cx_weight > 0:
+            contextual = _OnLayer(self.vgg, ContextualLoss(band_width=0.2), layer=2)
+        if feature_matching is None and self.fm_weight > 0:
+            feature_matching = FeatureMatchingLoss(self.vgg)
+        if perceptual is None and self.perc_weight > 0:
+            perceptual = PerceptualLoss(self.vgg, list(self.vgg_weights))
+        self.contextual, self.feature_matching, self.perceptual = contextual, feature_matching, perceptual
+
+    # ------------------------------------------------------------------------------------ codes
+    def paired(self, step: int) -> bool:
+        """Whether ``step`` is a paired step (the reference's ``which = i % subspace_freq`` > 0)."""
+        return step % self.subspace_freq != 0
+
+    @torch.no_grad()
+    def jittered_extrinsic(self, exstyle: torch.Tensor) -> torch.Tensor:
+        """The W+ extrinsic code of z_e⁺ (mapped by the frozen intrinsic mapping) + N(0, subspace_std)."""
+        w = self.g.map_extrinsic(exstyle)
+        return w + torch.randn_like(w) * self.subspace_std if self.subspace_std > 0 else w
+
+    def recolored(self, instyle: torch.Tensor) -> torch.Tensor:
+        """z_i⁺ with rows ``recolor_from``… re-drawn from N(0, 1) (breaks content/target color correlation)."""
+        out = instyle.clone()
+        if self.recolor_from < out.shape[1]:
+            out[:, self.recolor_from:] = torch.randn_like(out[:, self.recolor_from:])
+        return out
+
+    def draw(self, batch: Mapping[str, torch.Tensor], step: int) -> dict[str, Any]:
+        """One draw of a phase's codes: the intrinsic codes (random z with style mixing, or the recolored z_i⁺),
+        the jittered extrinsic code and the inject index (drawn once, shared by G(z, ·) and G(z) of the ID loss)."""
+        n = batch["exstyle"].shape[0]
+        exstyle = self.jittered_extrinsic(batch["exstyle"])
+        if self.paired(step):
+            return {"styles": [self.recolored(batch["instyle"])], "z_plus": True, "inject": None, "exstyle": exstyle}
+        styles = mixing_noise(n, self.style_dim, self.mixing, self.device)
+        inject = random.randint(1, self.n_latent - 1) if len(styles) > 1 else None
+        return {"styles": styles, "z_plus": False, "inject": inject, "exstyle": exstyle}
+
+    def generate(self, codes: Mapping[str, Any], use_res: bool = True) -> torch.Tensor:
+        image, _ = self.g(codes["styles"], codes["exstyle"] if use_res else None, use_res=use_res,
+                          z_plus_latent=codes["z_plus"], inject_index=codes["inject"])
+        return image
+
+    def d_real(self, batch: Mapping[str, torch.Tensor], step: int) -> torch.Tensor:
+        """Paired steps show D the paired S, random-content steps the (mirrored) style images."""
+        return batch["image"] if self.paired(step) else batch["real"]
+
+    def path_codes(self, batch: Mapping[str, torch.Tensor], n: int):
+        styles = mixing_noise(n, self.style_dim, self.mixing, self.device)
+        return styles, self.jittered_extrinsic(batch["exstyle"][:n])
+
+    # ------------------------------------------------------------------------------------ losses
+    def d_loss(self, batch: Mapping[str, torch.Tensor], step: int):
+        with torch.no_grad():
+            fake = self.generate(self.draw(batch, step))
+        return self.d_adversarial(self.d_real(batch, step), fake)
+
+    def style_losses(self, fake: torch.Tensor, target: torch.Tensor, paired: bool) -> dict[str, torch.Tensor]:
+        """Style loss against the exemplar S — contextual (relu3_1) · cx_weight + feature matching (pooled relu2_1,
+        relu3_1) · fm_weight — and on paired steps the perceptual L1 (weights 0, 0.5, 1, 0, 0) · perc_weight."""
+        target = target.detach()
+        terms: dict[str, torch.Tensor] = {}
+        if self.cx_weight > 0:
+            terms["cx"] = self.contextual(fake, target) * self.cx_weight
+        if self.fm_weight > 0:
+            terms["fm"] = self.feature_matching(fake, target) * self.fm_weight
+        if paired and self.perc_weight > 0:
+            terms["perceptual"] = self.perceptual(fake, target) * self.perc_weight
+        return terms
+
+    def g_loss(self, batch: Mapping[str, torch.Tensor], step: int):
+        from ..losses import g_nonsaturating_loss, modres_l2
+
+        paired = self.paired(step)
+        codes = self.draw(batch, step)
+        fake = self.generate(codes)
+        target = self.pool(batch["image"])
+        fake_small = self.pool(fake)
+        terms = self.style_losses(fake_small, target, paired)
+        if self.lambda_id > 0:
+            with torch.no_grad():
+                content = self.pool(self.generate(codes, use_res=False))
+            terms["id"] = self.id_loss(fake_small, content) * self.lambda_id
+        terms["g"] = g_nonsaturating_loss(self.d(self.aug(fake)))
+        terms["l2"] = modres_l2(self.g) * self.lambda_reg
+        loss = sum(terms.values())
+        logs = {k: v.item() for k, v in terms.items()}
+        logs["paired"] = float(paired)
+        return loss, logs
+
+    # ------------------------------------------------------------------------------------ samples
+    @torch.no_grad()
+    def samples(self) -> torch.Tensor | None:
+        """g_ema(z, z_e⁺) on fixed random faces and the given exemplar codes, stored noise."""
+        if self.sample_exstyles is None:
+            return None
+        ex = self.sample_exstyles.to(self.device)
+        gen = torch.Generator().manual_seed(self.sample_seed)
+        z = torch.randn(ex.shape[0], self.style_dim, generator=gen).to(self.device)
+        image, _ = self.g_ema([z], self.g_ema.map_extrinsic(ex), use_res=True, randomize_noise=False)
+        return image
+
+
+class _OnLayer(nn.Module):
+    """A feature-level loss (e.g. the contextual loss) applied to one VGG layer of two images."""
+
+    def __init__(self, vgg: nn.Module, loss: Callable, layer: int):
+        super().__init__()
+        self.vgg, self.loss, self.layer = vgg, loss, layer
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        n = self.layer + 1
+        with torch.no_grad():
+            fy = self.vgg(y, n)[self.layer]
+        return self.loss(self.vgg(x, n)[self.layer], fy)
+
+
+# ------------------------------------------------------------------------------------------- one call
+def load_pretrain_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """A stage-II file ({'g', 'd', 'g_ema', 'g_optim'?, 'd_optim'?}: the reference's ``generator-pretrain.pt`` or
+    :func:`pretrain`'s ``generator.pt``) → {'g', 'd', 'g_ema' modules, optimizer states}. ``g`` falls back to
+    ``g_ema`` when the file has none. The reference also pickles its argparse options ('args'); that one class is
+    allowed, nothing else that runs code."""
+    import argparse
+
+    from ..checkpoints import CheckpointError, check_state_dict, load_torch_file, take
+    from ..official import dualstylegan_config, discriminator_config
+
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        obj = load_torch_file(path)
+    name = Path(path).name
+    ema_state = take(obj, "g_ema", path, "a pre-trained DualStyleGAN (generator-pretrain.pt)")
+    if not isinstance(obj.get("d"), Mapping):
+        raise CheckpointError(f"{name} has no discriminator ('d'), which stage III needs; give the pre-training "
+                              "file (generator-pretrain.pt), not a style's generator.pt.")
+    out: dict[str, Any] = {}
+    for key, state in (("g_ema", ema_state), ("g", dict(obj["g"]) if isinstance(obj.get("g"), Mapping) else ema_state)):
+        net = DualStyleGAN(dualstylegan_config(state, path))
+        check_state_dict(net.state_dict(), state, f"{name}['{key}']")
+        net.load_state_dict(state)
+        out[key] = net
+    d_state = dict(obj["d"])
+    d = Discriminator(discriminator_config(d_state, path))
+    check_state_dict(d.state_dict(), d_state, f"{name}['d']")
+    d.load_state_dict(d_state)
+    out["d"] = d
+    for key in ("g_optim", "d_optim"):
+        if isinstance(obj.get(key), Mapping):
+            out[key] = obj[key]
+    return out
+
+
+def load_id_loss(identity: str | os.PathLike | nn.Module | Callable | None):
+    """The identity loss: ``model_ir_se50.pth`` or an :class:`IdentityNet` → ``losses.IdentityLoss``; a callable
+    (fake, content) → loss as is; None stays None."""
+    from ..nets.encoder import IdentityNet
+
+    if identity is None:
+        return None
+    if isinstance(identity, (str, os.PathLike)):
+        from ..official import load_identity_net
+
+        identity = load_identity_net(identity)
+    if isinstance(identity, IdentityNet):
+        from ..losses import IdentityLoss
+
+        return IdentityLoss(identity)
+    if callable(identity):
+        return identity
+    raise TypeError(f"id_loss must be a model_ir_se50.pth path, an IdentityNet or a callable, not {type(identity)}")
+
+
+def finetune(pretrained: str | os.PathLike | Sequence[nn.Module] | Mapping[str, Any],
+             style_set: StyleSet | str | os.PathLike, out_dir: str | os.PathLike,
+             vgg: str | os.PathLike | nn.Module, id_loss: str | os.PathLike | nn.Module | Callable | None = None,
+             style: str | None = None, steps: int = FINETUNE_STEPS, batch: int = 4, *,
+             exstyle_codes=None, instyle_codes=None, snapshots: Sequence[int] = (), resume: bool = True,
+             device: str | None = None, seed: int = 0, grad_accum: int = 1, amp: bool = False,
+             checkpoint_every: int = 100, sample_every: int = 100, log_every: int = 10, progress: bool = True,
+             hflip: bool = True, tensorboard: bool = True, **stage_kwargs: Any) -> DualStyleGAN:
+    """Stage III: fine-tune a pre-trained DualStyleGAN on a style set; write ``out_dir/generator.pt``.
+
+    ``pretrained``: the stage-II file (:func:`load_pretrain_checkpoint`), a mapping {'g', 'd', 'g_ema'?} or a
+    ``(g, d)`` / ``(g, d, g_ema)`` tuple of modules (trained in place). ``style_set``: a :class:`StyleSet`, or the
+    folder of style images together with ``exstyle_codes`` and ``instyle_codes`` (the destylization's
+    ``exstyle_code.npy`` / ``instyle_code.npy``). ``vgg``: torchvision's ``vgg19`` weights file or a
+    :class:`VGG19Features`; ``id_loss``: ``model_ir_se50.pth``, an IdentityNet or a callable (needed unless
+    ``lambda_id=0``). ``style`` picks (λ_ID, λ_reg) from :data:`STYLE_PRESETS`. ``batch`` is per process (the
+    reference: 4 per GPU on 8 GPUs). ``snapshots``: steps at which ``out_dir/generator-<step>.pt`` is also written
+    (the reference writes every 100 from 1000 on; users pick the best looking one). The run resumes from
+    ``out_dir/checkpoint.pt``. ``stage_kwargs`` go to :class:`FinetuneStage`.
+
+    Returns the EMA model; ``out_dir/generator.pt`` is {'g_ema': state dict}, the official layout.
+    """
+    from .. import official
+
+    device = device or _default_device()
+    if isinstance(pretrained, (str, os.PathLike)):
+        nets = load_pretrain_checkpoint(pretrained)
+    elif isinstance(pretrained, Mapping):
+        nets = dict(pretrained)
+    else:
+        mods = list(pretrained)
+        if len(mods) not in (2, 3):
+            raise ValueError("give the pre-trained DualStyleGAN as a file, (g, d) or (g, d, g_ema)")
+        nets = {"g": mods[0], "d": mods[1], "g_ema": mods[2] if len(mods) == 3 else None}
+    g, d = nets["g"].to(device).train(), nets["d"].to(device).train()
+    g_ema = nets.get("g_ema")
+    g_ema = g_ema.to(device).eval() if g_ema is not None else None
+    if not isinstance(style_set, StyleSet):
+        if exstyle_codes is None or instyle_codes is None:
+            raise ValueError("a style image folder needs exstyle_codes and instyle_codes (the destylization's "
+                             "exstyle_code.npy and instyle_code.npy)")
+        style_set = StyleSet.from_files(style_set, exstyle_codes, instyle_codes, g.size, hflip=hflip, device=device)
+    else:
+        style_set.device = torch.device(device)
+    if style_set.images.shape[-1] != g.size:
+        raise ValueError(f"the style images are {style_set.images.shape[-1]}² but the generator makes {g.size}²")
+    vgg = load_vgg(vgg)
+    if isinstance(vgg, nn.Module):
+        vgg = vgg.to(device).eval()
+    id_fn = load_id_loss(id_loss)
+    if isinstance(id_fn, nn.Module):
+        id_fn = id_fn.to(device).eval()
+    stage_kwargs.setdefault("sample_exstyles", style_set.exstyles[:stage_kwargs.get("n_sample", 9)])
+    stage = FinetuneStage(g, d, vgg, id_fn, g_ema, style=style, **stage_kwargs)
+    for key in ("g", "d"):
+        if f"{key}_optim" in nets:  # the reference resumes the stage-II optimizers
+            stage.opt[key].load_state_dict(nets[f"{key}_optim"])
+    out = Path(out_dir)
+    wanted = {int(s) for s in snapshots if 0 < int(s) <= steps}
+    ends = sorted(wanted | {steps})
+    for i, end in enumerate(ends):
+        config = LoopConfig(steps=end, batch_size=batch, out_dir=out, seed=seed, grad_accum=grad_accum, amp=amp,
+                            checkpoint_every=checkpoint_every, sample_every=sample_every, log_every=log_every,
+                            progress=progress, device=device, extra={"tensorboard": tensorboard})
+        loop = TrainLoop(stage, style_set.fetch, len(style_set), config)
+        loop.run(resume=resume or i > 0)
+        if loop.dist.main and loop.step == end:  # a run resumed past a snapshot leaves that snapshot alone
+            if end in wanted:
+                official.save_dualstylegan(out / f"generator-{end:06d}.pt", stage.g_ema)
+            if end == steps:
+                official.save_dualstylegan(out / "generator.pt", stage.g_ema)
+    return stage.g_ema

@@ -1,0 +1,489 @@
+"""Stages I and II of DualStyleGAN's progressive fine-tuning (paper §3.3; SPEC §7, ``pretrain_dualstylegan.py``).
+
+**Stage I — initialisation** (:func:`init_dualstylegan`): the FFHQ StyleGAN2 becomes the intrinsic path
+``generator``; the extrinsic path starts as (almost) nothing: every ModRes adds ≈ 1 % of a residual and every color
+transform T_c is the identity plus 1 % noise (both by construction, :mod:`dualstylegan.nets.dualstylegan`). So the
+fresh model *is* StyleGAN style mixing: ``G([z₁], map(z₂), use_res=True)`` ≈ ``g([z₁, z₂], inject_index=7)`` — the
+structure layers 0…6 read z₁, the color layers 7… read T_c(w₂) ≈ w₂.
+
+**Stage II — pre-training on faces** (:class:`PretrainStage`): the extrinsic path learns to reproduce style mixing
+at deeper inject indices, l = 7 → 6 → 5 over the run (the reference runs 300, 300 and 3000 iterations:
+:data:`INJECT_SCHEDULE`). Per step two codes z₁, z₂ are drawn; the target is g(z⁺_l) (z₁ in rows < l, z₂ from l
+on); the extrinsic code z̃₂ is E(g(z₂)) (the pSp Z+ encoder on the generated face) every ``subspace_freq``-th step
+and z₂ itself otherwise, so the model learns both the Gaussian and the encoder's code space. Losses: 0.1 ×
+non-saturating adversarial (D also scaled by 0.1) + VGG19 L1 (weights 0.5, 0.5, 0.5, 0, 0 on relu1_1…relu5_1 at
+256²) against the target, with lazy R1 (γ 10 every 16 steps) and path-length (2 every 4) regularisers. Only the
+extrinsic path (``style`` = T_s and ``res``) and D are trained; the EMA copy follows ``res`` only.
+
+The real faces of D come from an image folder (FFHQ) or, when there is none, from the FFHQ generator itself
+(:class:`SampledFaces`).
+"""
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..nets.dualstylegan import DualStyleGAN, DualStyleGANConfig
+from ..nets.stylegan2 import Discriminator, Generator
+from .augment import ADA, augment
+from .finetune_stylegan import lazy_adam, mixing_noise
+from .loop import LoopConfig, Phase, Stage, TrainLoop, accumulate
+
+#: (inject index l, relative length) of stage II: pretrain_dualstylegan.py runs ``iter // 10`` iterations at l = 7,
+#: ``iter // 10`` at l = 6 and ``iter`` at l = 5 (300 / 300 / 3000 for its ``--iter 3000``).
+INJECT_SCHEDULE: tuple[tuple[int, float], ...] = ((7, 1.0), (6, 1.0), (5, 10.0))
+#: Total stage-II steps of the reference run (300 + 300 + 3000).
+PRETRAIN_STEPS = 3600
+#: VGG19 L1 weights on relu1_1 … relu5_1 of stage II.
+PRETRAIN_VGG_WEIGHTS = (0.5, 0.5, 0.5, 0.0, 0.0)
+#: EMA decay per step of both stages: accumulate(g_ema.res, g.res, 0.5 ** (32 / 10 000)) in the reference, a
+#: constant per step whatever the batch (a half-life of ~312 steps, short enough for 1 500-step runs).
+EMA_DECAY = 0.5 ** (32 / 10_000)
+#: Images are average-pooled to this size before the VGG / ID losses (the reference's ``adaptive_avg_pool2d(x, 256)``).
+LOSS_SIZE = 256
+
+
+# ------------------------------------------------------------------------------------------- stage I
+def init_dualstylegan(stylegan: Generator, res_index: int = 6) -> DualStyleGAN:
+    """Stage I: a DualStyleGAN whose intrinsic path is a copy of ``stylegan`` (the FFHQ generator, weights and
+    noise buffers) and whose extrinsic path is freshly initialised — ModRes ≈ 0, T_c ≈ identity, T_s random.
+
+    The fresh model reproduces StyleGAN style mixing at inject index ``res_index + 1`` (see the module docstring).
+    Draws the extrinsic path's initial weights from torch's global generator.
+    """
+    cfg = stylegan.config
+    model = DualStyleGAN(DualStyleGANConfig(size=cfg.size, channel_multiplier=cfg.channel_multiplier,
+                                            channels=cfg.channels, blur_kernel=cfg.blur_kernel,
+                                            style_dim=cfg.style_dim, n_mlp=cfg.n_mlp, res_index=res_index))
+    model.generator.load_state_dict(stylegan.state_dict())
+    device = next(stylegan.parameters()).device
+    return model.to(device)
+
+
+def inject_schedule_steps(steps: int, schedule: Sequence[tuple[int, float]] = INJECT_SCHEDULE) -> list[tuple[int, int]]:
+    """The schedule as [(inject index, first step)], relative lengths scaled to ``steps`` (rounded)."""
+    if not schedule:
+        raise ValueError("the inject schedule is empty; give at least one (inject_index, length) pair")
+    total = float(sum(float(w) for _, w in schedule))
+    if total <= 0 or any(float(w) < 0 for _, w in schedule):
+        raise ValueError("the inject schedule's lengths must be >= 0 with a positive sum")
+    out, acc = [], 0.0
+    for index, weight in schedule:
+        out.append((int(index), int(round(steps * acc / total))))
+        acc += float(weight)
+    return out
+
+
+def inject_index_at(step: int, steps: int, schedule: Sequence[tuple[int, float]] = INJECT_SCHEDULE) -> int:
+    """The inject index l of stage II at ``step`` of a ``steps``-step run (7 → 6 → 5 for the reference)."""
+    current = schedule[0][0]
+    for index, start in inject_schedule_steps(steps, schedule):
+        if step >= start:
+            current = index
+    return int(current)
+
+
+def pool_to(x: torch.Tensor, size: int = LOSS_SIZE) -> torch.Tensor:
+    """Average-pool images larger than ``size`` down to ``size``² (smaller ones are left as they are)."""
+    return F.adaptive_avg_pool2d(x, size) if x.shape[-1] > size or x.shape[-2] > size else x
+
+
+# ------------------------------------------------------------------------------------------- data
+class SampledFaces:
+    """A 'dataset' of faces generated by the FFHQ generator, for stage II without an image folder.
+
+    Item i is g(z_i) with z_i drawn from a generator seeded by (seed, i) and the generator's stored noise, so a
+    batch depends only on its indices. ``fetch(indices)`` returns (B, 3, size, size) in [−1, 1] (no gradients).
+    """
+
+    def __init__(self, generator: Generator, n: int = 70_000, seed: int = 0,
+                 device: str | torch.device | None = None):
+        self.generator, self.n, self.seed = generator, int(n), int(seed)
+        self.device = torch.device(device) if device is not None else next(generator.parameters()).device
+
+    def __len__(self) -> int:
+        return self.n
+
+    def code(self, i: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + int(i))
+        return torch.randn(self.generator.style_dim, generator=g)
+
+    @torch.no_grad()
+    def fetch(self, indices: Sequence[int]) -> torch.Tensor:
+        z = torch.stack([self.code(i) for i in indices]).to(self.device)
+        image, _ = self.generator([z], randomize_noise=False)
+        return image.clamp(-1, 1)
+
+    __call__ = fetch
+
+
+# ------------------------------------------------------------------------------------------- shared stage
+class DualStyleGANStage(Stage):
+    """What stages II and III share: networks ``g`` (trained), ``d``, ``g_ema``; only the extrinsic path
+    (``res`` then ``style``, the reference optimizer's order) of ``g`` is trained, the intrinsic ``generator`` stays
+    frozen; lazy R1 and path-length phases; optional ADA; EMA of ``res`` only with :data:`EMA_DECAY` per step (as
+    the reference: ``g_ema.style`` keeps its initial T_s although ``g.style`` trains).
+
+    Subclasses implement :meth:`d_loss` / :meth:`g_loss` and :meth:`path_codes`; :meth:`d_real` says which images
+    are D's reals in a batch.
+    """
+
+    name = "dualstylegan"
+
+    def __init__(self, g: DualStyleGAN, d: Discriminator, g_ema: DualStyleGAN | None = None, *,
+                 lr: float = 0.002, r1: float = 10.0, d_reg_every: int = 16,
+                 path_regularize: float = 2.0, g_reg_every: int = 4, path_batch_shrink: int = 2,
+                 mixing: float = 0.9, augment: bool = False, augment_p: float = 0.0, ada_target: float = 0.6,
+                 ada_kimg: float = 500, ada_interval: int = 8, ema_decay: float = EMA_DECAY,
+                 augment_kwargs: Mapping[str, Any] | None = None, loss_size: int = LOSS_SIZE):
+        if g.size != d.config.size:
+            raise ValueError(f"the generator makes {g.size}² images but the discriminator reads {d.config.size}²; "
+                             "use the discriminator of the same StyleGAN2 checkpoint.")
+        self.g, self.d = g, d
+        self.g_ema = g_ema if g_ema is not None else copy.deepcopy(g)
+        self.g_ema.eval().requires_grad_(False)
+        self.g.generator.requires_grad_(False)
+        self.device = next(g.parameters()).device
+        self.style_dim, self.n_latent = g.style_dim, g.n_latent
+        self.r1, self.d_reg_every = float(r1), int(d_reg_every)
+        self.path_regularize, self.g_reg_every = float(path_regularize), int(g_reg_every)
+        self.path_batch_shrink, self.mixing = int(path_batch_shrink), float(mixing)
+        self.ema_decay = float(ema_decay)
+        self.loss_size = int(loss_size)
+        self.opt = {"g": lazy_adam(self.extrinsic_parameters(g), lr,
+                                   self.g_reg_every if self.path_regularize > 0 else 0),
+                    "d": lazy_adam(d.parameters(), lr, self.d_reg_every if self.r1 > 0 else 0)}
+        augment_kwargs = dict(augment_kwargs or {})
+        self.augment_enabled, self.fixed_p, self.augment_kwargs = bool(augment), float(augment_p), augment_kwargs
+        self.ada = (ADA(target=ada_target, speed_kimg=ada_kimg, interval=ada_interval, **augment_kwargs)
+                    if augment and augment_p <= 0 else None)
+        self.mean_path_length: torch.Tensor | float = 0.0
+
+    # ------------------------------------------------------------------------------------ contract
+    @staticmethod
+    def extrinsic_parameters(model: DualStyleGAN) -> list[nn.Parameter]:
+        """The extrinsic path's parameters: ``res`` (ModRes, T_c) then ``style`` (T_s)."""
+        return list(model.res.parameters()) + list(model.style.parameters())
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"g": self.g, "d": self.d, "g_ema": self.g_ema}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return self.opt
+
+    def trainable(self, name: str) -> list[nn.Parameter]:
+        if name == "g":
+            return self.extrinsic_parameters(self.g)
+        return super().trainable(name)
+
+    def phases(self) -> list[Phase]:
+        phases = [Phase("d", ["d"], self.d_loss)]
+        if self.r1 > 0:
+            phases.append(Phase("d", ["d"], self.r1_loss, every=self.d_reg_every))
+        phases.append(Phase("g", ["g"], self.g_loss))
+        if self.path_regularize > 0:
+            phases.append(Phase("g", ["g"], self.path_loss, every=self.g_reg_every))
+        return phases
+
+    # ------------------------------------------------------------------------------------ pieces
+    @property
+    def p(self) -> float:
+        if not self.augment_enabled:
+            return 0.0
+        return self.ada.p if self.ada is not None else self.fixed_p
+
+    def aug(self, x: torch.Tensor) -> torch.Tensor:
+        return augment(x, self.p, **self.augment_kwargs) if self.augment_enabled else x
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        return pool_to(x, self.loss_size)
+
+    def d_real(self, batch: Any, step: int) -> torch.Tensor:
+        """The real images D sees in this batch."""
+        return batch.to(self.device)
+
+    def d_adversarial(self, real: torch.Tensor, fake: torch.Tensor, weight: float = 1.0):
+        """weight × non-saturating logistic loss of D on (augmented) reals and fakes; feeds ADA."""
+        from ..losses import d_logistic_loss
+
+        fake_pred, real_pred = self.d(self.aug(fake.detach())), self.d(self.aug(real))
+        loss = d_logistic_loss(real_pred, fake_pred) * weight
+        if self.ada is not None:
+            self.ada.accumulate(real_pred)
+        return loss, {"d": loss.item(), "real_score": real_pred.mean().item(), "fake_score": fake_pred.mean().item()}
+
+    def r1_loss(self, batch: Any, step: int):
+        """Lazy R1 on D's reals: γ/2 · R1 · every (+ 0·D(real)[0])."""
+        from ..losses import d_r1_loss
+
+        real = self.d_real(batch, step).detach().requires_grad_(True)
+        real_pred = self.d(self.aug(real))
+        r1 = d_r1_loss(real_pred, real)
+        return self.r1 / 2 * r1 * self.d_reg_every + 0 * real_pred.reshape(-1)[0], {"r1": r1.item()}
+
+    def path_codes(self, batch: Any, n: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """(intrinsic z codes, W-space extrinsic code) of the path-length phase, ``n`` samples."""
+        raise NotImplementedError
+
+    def path_loss(self, batch: Any, step: int):
+        """Lazy path-length regularisation of G(z, extrinsic) with respect to the intrinsic W+ latent."""
+        from ..losses import g_path_regularize
+
+        n = max(1, _batch_len(batch) // max(self.path_batch_shrink, 1))
+        styles, exstyle = self.path_codes(batch, n)
+        with torch.no_grad():  # the intrinsic mapping is frozen: differentiate with respect to its output
+            latent = self.g.generator.latent_plus(styles)
+        latent = latent.detach().requires_grad_(True)
+        fake, _ = self.g([latent], exstyle, input_is_latent=True, use_res=True)
+        penalty, mean, lengths = g_path_regularize(fake, latent, self.mean_path_length)
+        self.mean_path_length = mean.detach() if isinstance(mean, torch.Tensor) else mean
+        loss = self.path_regularize * self.g_reg_every * penalty
+        if self.path_batch_shrink:
+            loss = loss + 0 * fake[0, 0, 0, 0]
+        return loss, {"path": penalty.item(), "path_length": lengths.mean().item(),
+                      "mean_path_length": float(self.mean_path_length)}
+
+    def d_loss(self, batch: Any, step: int):
+        raise NotImplementedError
+
+    def g_loss(self, batch: Any, step: int):
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------------------------ after a step
+    def after_step(self, step: int) -> dict[str, float]:
+        accumulate(self.g_ema.res, self.g.res, self.ema_decay)
+        if self.ada is not None:
+            return self.ada.step()
+        return {"ada_p": self.fixed_p} if self.augment_enabled else {}
+
+    def state(self) -> dict[str, Any]:
+        return {"mean_path_length": float(self.mean_path_length),
+                "ada": self.ada.state() if self.ada is not None else None}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.mean_path_length = torch.tensor(float(state["mean_path_length"]), device=self.device)
+        if self.ada is not None and state.get("ada") is not None:
+            self.ada.load_state(state["ada"])
+
+
+def _batch_len(batch: Any) -> int:
+    if isinstance(batch, torch.Tensor):
+        return batch.shape[0]
+    if isinstance(batch, Mapping):
+        return _batch_len(next(iter(batch.values())))
+    return len(batch)
+
+
+def _perceptual(vgg: nn.Module | Callable | None, weights: Sequence[float], what: str):
+    """A perceptual-loss callable (x, y) → scalar: a given callable, or PerceptualLoss on a VGG19Features."""
+    from ..losses import PerceptualLoss
+    from ..nets.perceptual import VGG19Features
+
+    if isinstance(vgg, VGG19Features):
+        return PerceptualLoss(vgg, list(weights))
+    if callable(vgg):
+        return vgg
+    raise ValueError(f"{what} needs the VGG19 feature network (VGG19Features with ImageNet weights) or a "
+                     "perceptual-loss callable (x, y) -> loss.")
+
+
+# ------------------------------------------------------------------------------------------- stage II
+class PretrainStage(DualStyleGANStage):
+    """Stage II (pretrain_dualstylegan.py): learn to reproduce style mixing g(z⁺_l) on faces.
+
+    ``encoder``: the pSp Z+ encoder (:class:`dualstylegan.nets.encoder.PSPEncoder`) or any callable image → Z+
+    code (B, n_latent, 512); its code is mapped by the frozen intrinsic mapping to the W+ extrinsic code.
+    ``vgg``: a :class:`VGG19Features` (ImageNet weights) or a callable (fake, target) → perceptual loss.
+    ``steps`` is the length of the run that ``inject_schedule`` [(l, relative length)] is spread over.
+    The batch is D's real faces (B, 3, size, size). Each step's logs include ``inject_index`` and ``encoded``
+    (1 when z̃₂ = E(g(z₂))).
+    """
+
+    name = "pretrain_dualstylegan"
+
+    def __init__(self, g: DualStyleGAN, d: Discriminator, encoder: nn.Module | Callable[[torch.Tensor], torch.Tensor],
+                 vgg: nn.Module | Callable | None = None, g_ema: DualStyleGAN | None = None, *,
+                 steps: int = PRETRAIN_STEPS, inject_schedule: Sequence[tuple[int, float]] = INJECT_SCHEDULE,
+                 subspace_freq: int = 4, adv_weight: float = 0.1,
+                 vgg_weights: Sequence[float] = PRETRAIN_VGG_WEIGHTS, n_sample: int = 9, sample_seed: int = 0,
+                 **kwargs: Any):
+        super().__init__(g, d, g_ema, **kwargs)
+        n_styles = getattr(encoder, "n_styles", None)
+        if n_styles is not None and n_styles != g.n_latent:
+            raise ValueError(f"the encoder outputs {n_styles} style rows but the generator has {g.n_latent}; use "
+                             "the encoder trained for this generator's resolution.")
+        for index, _ in inject_schedule:
+            if not 1 <= int(index) < g.n_latent:
+                raise ValueError(f"inject index {index} is outside 1…{g.n_latent - 1}")
+        if subspace_freq < 1:
+            raise ValueError("subspace_freq must be >= 1")
+        self.encoder = encoder
+        if isinstance(encoder, nn.Module):
+            encoder.eval().requires_grad_(False)
+        self.perceptual = _perceptual(vgg, vgg_weights, "stage II")
+        self.steps, self.inject_schedule = int(steps), tuple((int(i), float(w)) for i, w in inject_schedule)
+        self.subspace_freq, self.adv_weight = int(subspace_freq), float(adv_weight)
+        self.n_sample, self.sample_seed = int(n_sample), int(sample_seed)
+        self._cache: dict[tuple[int, int], dict[str, Any]] = {}
+        self._sample_codes: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def inject_index(self, step: int) -> int:
+        return inject_index_at(step, self.steps, self.inject_schedule)
+
+    def encoded(self, step: int) -> bool:
+        """Whether z̃₂ = E(g(z₂)) at ``step`` (every ``subspace_freq``-th step, the reference's ``which == 0``)."""
+        return step % self.subspace_freq == 0
+
+    @torch.no_grad()
+    def encode_extrinsic(self, image: torch.Tensor) -> torch.Tensor:
+        """E(image) mapped to W+: the extrinsic code of a face."""
+        return self.g.map_extrinsic(self.encoder(image))
+
+    def _codes(self, batch: torch.Tensor, step: int) -> dict[str, Any]:
+        """z₁, z₂ and the extrinsic code of this (micro-)batch, shared by its D and G phases (the loop hands every
+        phase of a step the same micro-batch objects)."""
+        key = (step, batch.data_ptr())
+        if key not in self._cache:
+            self._cache = {k: v for k, v in self._cache.items() if k[0] == step}
+            n = batch.shape[0]
+            z1, z2 = torch.randn(2, n, self.style_dim, device=self.device).unbind(0)
+            with torch.no_grad():
+                if self.encoded(step):
+                    face, _ = self.g.generator([z2])
+                    exstyle = self.encode_extrinsic(face)
+                else:
+                    exstyle = self.g.generator.get_latent(z2)
+            self._cache[key] = {"z1": z1, "z2": z2, "exstyle": exstyle.detach()}
+        return self._cache[key]
+
+    def d_loss(self, batch: torch.Tensor, step: int):
+        real, c = self.d_real(batch, step), self._codes(batch, step)
+        with torch.no_grad():
+            fake, _ = self.g([c["z1"]], c["exstyle"], use_res=True)
+        return self.d_adversarial(real, fake, self.adv_weight)
+
+    def g_loss(self, batch: torch.Tensor, step: int):
+        from ..losses import g_nonsaturating_loss
+
+        c = self._codes(batch, step)
+        index = self.inject_index(step)
+        with torch.no_grad():  # g(z⁺_l): z₁ in rows < l, z₂ from l on
+            target, _ = self.g.generator([c["z1"], c["z2"]], inject_index=index)
+        fake, _ = self.g([c["z1"]], c["exstyle"], use_res=True)
+        perc = self.perceptual(self.pool(fake), self.pool(target).detach())
+        adv = g_nonsaturating_loss(self.d(self.aug(fake))) * self.adv_weight
+        return adv + perc, {"g": adv.item(), "perceptual": perc.item(), "inject_index": float(index),
+                            "encoded": float(self.encoded(step))}
+
+    def path_codes(self, batch: Any, n: int):
+        styles = mixing_noise(n, self.style_dim, self.mixing, self.device)
+        exstyle = self.g.generator.get_latent(torch.randn(n, self.style_dim, device=self.device))
+        return styles, exstyle.detach()
+
+    @torch.no_grad()
+    def samples(self) -> torch.Tensor:
+        """g_ema(z₁, E(g(z₂))) on fixed codes with the stored noise (touches no global random generator)."""
+        if self._sample_codes is None:
+            gen = torch.Generator().manual_seed(self.sample_seed)
+            z = torch.randn(2, self.n_sample, self.style_dim, generator=gen).to(self.device)
+            face, _ = self.g_ema.generator([z[1]], randomize_noise=False)
+            self._sample_codes = (z[0], self.encode_extrinsic(face))
+        z1, exstyle = self._sample_codes
+        image, _ = self.g_ema([z1], exstyle, use_res=True, randomize_noise=False)
+        return image
+
+
+# ------------------------------------------------------------------------------------------- one call
+def _default_device() -> str:
+    if torch.cuda.is_available():
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    return "cpu"
+
+
+def load_vgg(vgg: str | os.PathLike | nn.Module | Callable | None):
+    """A VGG19Features from torchvision's ``vgg19`` weights file, or the given module / loss callable as is."""
+    if vgg is None or isinstance(vgg, nn.Module) or callable(vgg):
+        return vgg
+    from ..checkpoints import load_torch_file
+    from ..nets.perceptual import VGG19Features
+
+    net = VGG19Features()
+    net.load_state_dict(load_torch_file(vgg))
+    return net.eval()
+
+
+def save_pretrained_stage(path: str | os.PathLike, stage: DualStyleGANStage) -> None:
+    """The reference's ``generator-pretrain.pt`` layout: {'g', 'd', 'g_ema', 'g_optim', 'd_optim'} — readable by
+    :func:`dualstylegan.official.load_dualstylegan` (which takes ``g_ema``) and by :func:`finetune`."""
+    from ..checkpoints import save_torch_file
+
+    save_torch_file(path, {"g": stage.g.state_dict(), "d": stage.d.state_dict(), "g_ema": stage.g_ema.state_dict(),
+                           "g_optim": stage.opt["g"].state_dict(), "d_optim": stage.opt["d"].state_dict()})
+
+
+def pretrain(ffhq: str | os.PathLike | Sequence[nn.Module] | Mapping[str, Any],
+             encoder: str | os.PathLike | nn.Module | Callable, out_dir: str | os.PathLike,
+             vgg: str | os.PathLike | nn.Module | Callable, steps: int = PRETRAIN_STEPS, batch: int = 4, *,
+             faces: str | os.PathLike | None = None, n_sampled_faces: int = 70_000, resume: bool = True,
+             device: str | None = None, seed: int = 0, grad_accum: int = 1, amp: bool = False,
+             checkpoint_every: int = 500, sample_every: int = 300, log_every: int = 10, progress: bool = True,
+             hflip: bool = True, tensorboard: bool = True, **stage_kwargs: Any) -> DualStyleGAN:
+    """Stages I + II: initialise DualStyleGAN from the FFHQ StyleGAN2 and pre-train its extrinsic path on faces.
+
+    ``ffhq``: the rosinality ``stylegan2-ffhq-config-f.pt`` (its ``g_ema`` becomes the intrinsic path, its ``d`` the
+    discriminator), a ``(generator, discriminator)`` pair, or a mapping {'g_ema', 'd'}. ``encoder``: ``encoder.pt``
+    (the pSp Z+ encoder) or a module. ``vgg``: torchvision's ``vgg19`` weights file, a :class:`VGG19Features` or a
+    perceptual-loss callable. ``faces``: a folder of aligned real faces (FFHQ) for D; without one, faces sampled
+    from the FFHQ generator are used. ``batch`` is per process (the reference: 4 per GPU). The run resumes from
+    ``out_dir/checkpoint.pt``; ``stage_kwargs`` go to :class:`PretrainStage` (inject_schedule, subspace_freq, lr…).
+
+    Writes ``out_dir/generator.pt`` ({'g', 'd', 'g_ema', 'g_optim', 'd_optim'}, the reference's
+    ``generator-pretrain.pt``) and returns the EMA model ``g_ema``.
+    """
+    from .. import official
+    from .finetune_stylegan import load_ffhq
+
+    device = device or _default_device()
+    if isinstance(ffhq, (str, os.PathLike)):
+        nets = load_ffhq(ffhq)
+        stylegan, d = nets["g_ema"], nets["d"]
+    elif isinstance(ffhq, Mapping):
+        stylegan, d = ffhq["g_ema"], ffhq["d"]
+    else:
+        stylegan, d = list(ffhq)[:2]
+    if isinstance(encoder, (str, os.PathLike)):
+        encoder, _ = official.load_encoder(encoder, z_plus=True, with_decoder=False)
+    if isinstance(encoder, nn.Module):
+        encoder = encoder.to(device).eval()
+    vgg = load_vgg(vgg)
+    if isinstance(vgg, nn.Module):
+        vgg = vgg.to(device).eval()
+    stylegan = stylegan.to(device).eval()
+    g = init_dualstylegan(stylegan).train()
+    g_ema = copy.deepcopy(g).eval()
+    d = d.to(device).train()
+    stage_kwargs.setdefault("steps", steps)
+    stage = PretrainStage(g, d, encoder, vgg, g_ema, **stage_kwargs)
+    if faces is not None:
+        from .data import ImageFolderDataset
+
+        data = ImageFolderDataset(faces, g.size, hflip=hflip, device=device)
+        fetch, n_items = data.fetch, len(data)
+    else:
+        sampled = SampledFaces(stylegan, n=n_sampled_faces, seed=seed, device=device)
+        fetch, n_items = sampled.fetch, len(sampled)
+    out = Path(out_dir)
+    config = LoopConfig(steps=steps, batch_size=batch, out_dir=out, seed=seed, grad_accum=grad_accum, amp=amp,
+                        checkpoint_every=checkpoint_every, sample_every=sample_every, log_every=log_every,
+                        progress=progress, device=device, extra={"tensorboard": tensorboard})
+    loop = TrainLoop(stage, fetch, n_items, config)
+    loop.run(resume=resume)
+    if loop.dist.main:
+        save_pretrained_stage(out / "generator.pt", stage)
+    return stage.g_ema
