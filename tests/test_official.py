@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dualstylegan import official
-from dualstylegan.checkpoints import CheckpointError, load_torch_file
+from dualstylegan.checkpoints import CheckpointError
 from dualstylegan.nets.dualstylegan import DualStyleGAN, DualStyleGANConfig
 from dualstylegan.nets.encoder import EncoderConfig, PSPEncoder
 from dualstylegan.nets.sampler import ExtrinsicSampler, SamplerConfig

@@ -102,6 +102,32 @@ def load_dualstylegan(path: str | Path) -> DualStyleGAN:
     return _load_into(DualStyleGAN(dualstylegan_config(state, path)), state, f"{Path(path).name}['g_ema']")
 
 
+def load_training_checkpoint(path: str | Path, dualstylegan: bool = False, *, what: str,
+                             no_discriminator: str) -> dict:
+    """A rosinality-style training checkpoint {'g_ema', 'd', 'g'?, 'g_optim'?, 'd_optim'?} → {'g', 'g_ema', 'd'
+    networks, optimizer states}: StyleGAN2 generators (``stylegan2-ffhq-config-f.pt``) or, with ``dualstylegan``,
+    DualStyleGANs (``generator-pretrain.pt``). ``g`` is a copy of ``g_ema`` when the file has none; ``d`` is
+    required (``no_discriminator`` says what to give instead). The reference also pickles its argparse options
+    ('args'): that one class is allowed, nothing else that runs code."""
+    import argparse
+
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        obj = load_torch_file(path)
+    name = Path(path).name
+    ema_state = take(obj, "g_ema", path, what)
+    if not isinstance(obj.get("d"), dict):
+        raise CheckpointError(f"{name} has no discriminator ('d'), which training needs; {no_discriminator}")
+    net_cls, config = (DualStyleGAN, dualstylegan_config) if dualstylegan else (Generator, generator_config)
+    out: dict = {}
+    for key in ("g_ema", "g"):
+        state = dict(obj[key]) if key == "g" and isinstance(obj.get("g"), dict) else ema_state
+        out[key] = _load_into(net_cls(config(state, path)), state, f"{name}['{key}']").train()
+    d_state = dict(obj["d"])
+    out["d"] = _load_into(Discriminator(discriminator_config(d_state, path)), d_state, f"{name}['d']").train()
+    out.update({k: obj[k] for k in ("g_optim", "d_optim") if isinstance(obj.get(k), dict)})
+    return out
+
+
 def load_encoder(path: str | Path, z_plus: bool | None = None,
                  with_decoder: bool = True) -> tuple[PSPEncoder, Generator | None]:
     """``encoder.pt`` (Z+ codes) or ``encoder_wplus.pt`` (W+): {'state_dict': {'encoder.*', 'decoder.*'}, 'opts',

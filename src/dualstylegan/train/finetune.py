@@ -33,7 +33,8 @@ from ..nets.dualstylegan import DualStyleGAN
 from ..nets.stylegan2 import Discriminator
 from .finetune_stylegan import mixing_noise
 from .loop import LoopConfig, TrainLoop
-from .pretrain import DualStyleGANStage, _default_device, load_vgg
+from .loop import default_device
+from .pretrain import DualStyleGANStage, load_vgg
 
 #: (λ_ID, λ_reg) of the paper's styles; other styles get :data:`DEFAULT_PRESET` (the reference's argparse defaults).
 STYLE_PRESETS: dict[str, tuple[float, float]] = {"cartoon": (1.0, 0.015), "caricature": (4.0, 0.005),
@@ -309,35 +310,12 @@ class _OnLayer(nn.Module):
 def load_pretrain_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """A stage-II file ({'g', 'd', 'g_ema', 'g_optim'?, 'd_optim'?}: the reference's ``generator-pretrain.pt`` or
     :func:`pretrain`'s ``generator.pt``) → {'g', 'd', 'g_ema' modules, optimizer states}. ``g`` falls back to
-    ``g_ema`` when the file has none. The reference also pickles its argparse options ('args'); that one class is
-    allowed, nothing else that runs code."""
-    import argparse
+    ``g_ema`` when the file has none."""
+    from ..official import load_training_checkpoint
 
-    from ..checkpoints import CheckpointError, check_state_dict, load_torch_file, take
-    from ..official import dualstylegan_config, discriminator_config
-
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        obj = load_torch_file(path)
-    name = Path(path).name
-    ema_state = take(obj, "g_ema", path, "a pre-trained DualStyleGAN (generator-pretrain.pt)")
-    if not isinstance(obj.get("d"), Mapping):
-        raise CheckpointError(f"{name} has no discriminator ('d'), which stage III needs; give the pre-training "
-                              "file (generator-pretrain.pt), not a style's generator.pt.")
-    out: dict[str, Any] = {}
-    for key, state in (("g_ema", ema_state), ("g", dict(obj["g"]) if isinstance(obj.get("g"), Mapping) else ema_state)):
-        net = DualStyleGAN(dualstylegan_config(state, path))
-        check_state_dict(net.state_dict(), state, f"{name}['{key}']")
-        net.load_state_dict(state)
-        out[key] = net
-    d_state = dict(obj["d"])
-    d = Discriminator(discriminator_config(d_state, path))
-    check_state_dict(d.state_dict(), d_state, f"{name}['d']")
-    d.load_state_dict(d_state)
-    out["d"] = d
-    for key in ("g_optim", "d_optim"):
-        if isinstance(obj.get(key), Mapping):
-            out[key] = obj[key]
-    return out
+    return load_training_checkpoint(path, dualstylegan=True, what="a pre-trained DualStyleGAN (generator-pretrain.pt)",
+                                    no_discriminator="give the pre-training file (generator-pretrain.pt), not a "
+                                                     "style's generator.pt.")
 
 
 def load_id_loss(identity: str | os.PathLike | nn.Module | Callable | None):
@@ -384,7 +362,7 @@ def finetune(pretrained: str | os.PathLike | Sequence[nn.Module] | Mapping[str, 
     """
     from .. import official
 
-    device = device or _default_device()
+    device = device or default_device()
     if isinstance(pretrained, (str, os.PathLike)):
         nets = load_pretrain_checkpoint(pretrained)
     elif isinstance(pretrained, Mapping):

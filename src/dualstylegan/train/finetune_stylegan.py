@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from ..nets.stylegan2 import Discriminator, Generator
-from .augment import ADA, augment
-from .loop import LoopConfig, Phase, Stage, TrainLoop, accumulate
+from .augment import ADA
+from .loop import GANStage, LoopConfig, TrainLoop, accumulate, default_device
 
 #: Total batch of the reference run (4 per GPU × 8 GPUs): its EMA decay 0.5 ** (32 / 10_000) is this batch's.
 REFERENCE_BATCH = 32
@@ -41,7 +41,7 @@ def lazy_adam(params, lr: float, every: int) -> torch.optim.Adam:
     return torch.optim.Adam(params, lr=lr * c, betas=(0 ** c, 0.99 ** c))
 
 
-class FinetuneStyleGAN(Stage):
+class FinetuneStyleGAN(GANStage):
     """g′: StyleGAN2 ``generator`` / ``discriminator`` (loaded from the FFHQ model by the caller) fine-tuned on style
     images. Networks ``g``, ``d``, ``g_ema`` (a copy of ``g`` unless given); optimizers ``g``, ``d``.
 
@@ -93,26 +93,7 @@ class FinetuneStyleGAN(Stage):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return self.opt
 
-    def phases(self) -> list[Phase]:
-        phases = [Phase("d", ["d"], self.d_loss)]
-        if self.r1 > 0:
-            phases.append(Phase("d", ["d"], self.r1_loss, every=self.d_reg_every))
-        phases.append(Phase("g", ["g"], self.g_loss))
-        if self.path_regularize > 0:
-            phases.append(Phase("g", ["g"], self.path_loss, every=self.g_reg_every))
-        return phases
-
     # ------------------------------------------------------------------------------------ augmentation
-    @property
-    def p(self) -> float:
-        """The current augmentation probability."""
-        if not self.augment_enabled:
-            return 0.0
-        return self.ada.p if self.ada is not None else self.fixed_p
-
-    def aug(self, x: torch.Tensor) -> torch.Tensor:
-        return augment(x, self.p, **self.augment_kwargs) if self.augment_enabled else x
-
     def _noise(self, n: int) -> list[torch.Tensor]:
         return mixing_noise(n, self.style_dim, self.mixing, self.device)
 
@@ -170,15 +151,6 @@ class FinetuneStyleGAN(Stage):
             logs = {"ada_p": self.fixed_p}
         return logs
 
-    def state(self) -> dict[str, Any]:
-        return {"mean_path_length": float(self.mean_path_length),
-                "ada": self.ada.state() if self.ada is not None else None}
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        self.mean_path_length = torch.tensor(float(state["mean_path_length"]), device=self.device)
-        if self.ada is not None and state.get("ada") is not None:
-            self.ada.load_state(state["ada"])
-
     @torch.no_grad()
     def samples(self) -> torch.Tensor:
         """g_ema on the fixed codes, with its stored noise (touches no random generator)."""
@@ -190,37 +162,11 @@ class FinetuneStyleGAN(Stage):
 def load_ffhq(path: str | os.PathLike) -> dict[str, Any]:
     """The networks of a rosinality StyleGAN2 checkpoint for fine-tuning: {'g', 'd', 'g_ema', 'g_optim'?,
     'd_optim'?}. ``g`` is the file's ``'g'`` when it has one (else a copy of ``'g_ema'``); ``'d'`` is required."""
-    from ..checkpoints import CheckpointError, check_state_dict, load_torch_file, take
-    from ..official import discriminator_config, generator_config
+    from ..official import load_training_checkpoint
 
-    obj = load_torch_file(path)
-    name = Path(path).name
-    ema_state = take(obj, "g_ema", path, "a StyleGAN2 checkpoint")
-    if not isinstance(obj.get("d"), Mapping):
-        raise CheckpointError(f"{name} has no discriminator ('d'), which fine-tuning needs; use the rosinality "
-                              "stylegan2-ffhq-config-f.pt (converted with --disc).")
-    out: dict[str, Any] = {}
-    g_state = dict(obj["g"]) if isinstance(obj.get("g"), Mapping) else ema_state
-    for key, state in (("g_ema", ema_state), ("g", g_state)):
-        net = Generator(generator_config(state, path))
-        check_state_dict(net.state_dict(), state, f"{name}['{key}']")
-        net.load_state_dict(state)
-        out[key] = net
-    d_state = dict(obj["d"])
-    d = Discriminator(discriminator_config(d_state, path))
-    check_state_dict(d.state_dict(), d_state, f"{name}['d']")
-    d.load_state_dict(d_state)
-    out["d"] = d
-    for key in ("g_optim", "d_optim"):
-        if isinstance(obj.get(key), Mapping):
-            out[key] = obj[key]
-    return out
-
-
-def _default_device() -> str:
-    if torch.cuda.is_available():
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-    return "cpu"
+    return load_training_checkpoint(path, what="a StyleGAN2 checkpoint",
+                                    no_discriminator="use the rosinality stylegan2-ffhq-config-f.pt (converted "
+                                                     "with --disc).")
 
 
 def finetune_stylegan(ffhq: str | os.PathLike | Sequence[nn.Module] | Mapping[str, Any],
@@ -257,7 +203,7 @@ def finetune_stylegan(ffhq: str | os.PathLike | Sequence[nn.Module] | Mapping[st
     g, d, g_ema = nets["g"], nets["d"], nets.get("g_ema")
     if size is not None and size != g.size:
         raise ValueError(f"the generator makes {g.size}² images; size={size} cannot be trained with it.")
-    device = device or _default_device()
+    device = device or default_device()
     g, d = g.to(device).train(), d.to(device).train()
     g_ema = g_ema.to(device) if g_ema is not None else None
     world = int(os.environ.get("WORLD_SIZE", "1"))

@@ -69,6 +69,50 @@ class Stage:
         return None
 
 
+
+class GANStage(Stage):
+    """A stage with the StyleGAN2 schedule: D loss, lazy R1, G loss, lazy path length, and (adaptive) discriminator
+    augmentation. Subclasses set ``r1``, ``d_reg_every``, ``path_regularize``, ``g_reg_every``,
+    ``augment_enabled``, ``ada`` (an :class:`~.augment.ADA` or None), ``fixed_p``, ``augment_kwargs`` and define
+    the four losses; ``mean_path_length`` and the ADA state are checkpointed."""
+
+    def phases(self) -> list[Phase]:
+        phases = [Phase("d", ["d"], self.d_loss)]
+        if self.r1 > 0:
+            phases.append(Phase("d", ["d"], self.r1_loss, every=self.d_reg_every))
+        phases.append(Phase("g", ["g"], self.g_loss))
+        if self.path_regularize > 0:
+            phases.append(Phase("g", ["g"], self.path_loss, every=self.g_reg_every))
+        return phases
+
+    @property
+    def p(self) -> float:
+        """The current augmentation probability."""
+        if not self.augment_enabled:
+            return 0.0
+        return self.ada.p if self.ada is not None else self.fixed_p
+
+    def aug(self, x: torch.Tensor) -> torch.Tensor:
+        from .augment import augment
+
+        return augment(x, self.p, **self.augment_kwargs) if self.augment_enabled else x
+
+    def state(self) -> dict[str, Any]:
+        return {"mean_path_length": float(self.mean_path_length),
+                "ada": self.ada.state() if self.ada is not None else None}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.mean_path_length = torch.tensor(float(state["mean_path_length"]), device=self.device)
+        if self.ada is not None and state.get("ada") is not None:
+            self.ada.load_state(state["ada"])
+
+
+def default_device() -> str:
+    """This process's GPU under torchrun (``LOCAL_RANK``), else the CPU."""
+    if torch.cuda.is_available():
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    return "cpu"
+
 @dataclass
 class LoopConfig:
     steps: int

@@ -31,9 +31,9 @@ from torch import nn
 
 from ..nets.dualstylegan import DualStyleGAN, DualStyleGANConfig
 from ..nets.stylegan2 import Discriminator, Generator
-from .augment import ADA, augment
+from .augment import ADA
 from .finetune_stylegan import lazy_adam, mixing_noise
-from .loop import LoopConfig, Phase, Stage, TrainLoop, accumulate
+from .loop import GANStage, LoopConfig, TrainLoop, accumulate, default_device
 
 #: (inject index l, relative length) of stage II: pretrain_dualstylegan.py runs ``iter // 10`` iterations at l = 7,
 #: ``iter // 10`` at l = 6 and ``iter`` at l = 5 (300 / 300 / 3000 for its ``--iter 3000``).
@@ -124,7 +124,7 @@ class SampledFaces:
 
 
 # ------------------------------------------------------------------------------------------- shared stage
-class DualStyleGANStage(Stage):
+class DualStyleGANStage(GANStage):
     """What stages II and III share: networks ``g`` (trained), ``d``, ``g_ema``; only the extrinsic path
     (``res`` then ``style``, the reference optimizer's order) of ``g`` is trained, the intrinsic ``generator`` stays
     frozen; lazy R1 and path-length phases; optional ADA; EMA of ``res`` only with :data:`EMA_DECAY` per step (as
@@ -182,25 +182,7 @@ class DualStyleGANStage(Stage):
             return self.extrinsic_parameters(self.g)
         return super().trainable(name)
 
-    def phases(self) -> list[Phase]:
-        phases = [Phase("d", ["d"], self.d_loss)]
-        if self.r1 > 0:
-            phases.append(Phase("d", ["d"], self.r1_loss, every=self.d_reg_every))
-        phases.append(Phase("g", ["g"], self.g_loss))
-        if self.path_regularize > 0:
-            phases.append(Phase("g", ["g"], self.path_loss, every=self.g_reg_every))
-        return phases
-
     # ------------------------------------------------------------------------------------ pieces
-    @property
-    def p(self) -> float:
-        if not self.augment_enabled:
-            return 0.0
-        return self.ada.p if self.ada is not None else self.fixed_p
-
-    def aug(self, x: torch.Tensor) -> torch.Tensor:
-        return augment(x, self.p, **self.augment_kwargs) if self.augment_enabled else x
-
     def pool(self, x: torch.Tensor) -> torch.Tensor:
         return pool_to(x, self.loss_size)
 
@@ -261,15 +243,6 @@ class DualStyleGANStage(Stage):
         if self.ada is not None:
             return self.ada.step()
         return {"ada_p": self.fixed_p} if self.augment_enabled else {}
-
-    def state(self) -> dict[str, Any]:
-        return {"mean_path_length": float(self.mean_path_length),
-                "ada": self.ada.state() if self.ada is not None else None}
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        self.mean_path_length = torch.tensor(float(state["mean_path_length"]), device=self.device)
-        if self.ada is not None and state.get("ada") is not None:
-            self.ada.load_state(state["ada"])
 
 
 def _batch_len(batch: Any) -> int:
@@ -400,12 +373,6 @@ class PretrainStage(DualStyleGANStage):
 
 
 # ------------------------------------------------------------------------------------------- one call
-def _default_device() -> str:
-    if torch.cuda.is_available():
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-    return "cpu"
-
-
 def load_vgg(vgg: str | os.PathLike | nn.Module | Callable | None):
     """A VGG19Features from torchvision's ``vgg19`` weights file, or the given module / loss callable as is."""
     if vgg is None or isinstance(vgg, nn.Module) or callable(vgg):
@@ -449,7 +416,7 @@ def pretrain(ffhq: str | os.PathLike | Sequence[nn.Module] | Mapping[str, Any],
     from .. import official
     from .finetune_stylegan import load_ffhq
 
-    device = device or _default_device()
+    device = device or default_device()
     if isinstance(ffhq, (str, os.PathLike)):
         nets = load_ffhq(ffhq)
         stylegan, d = nets["g_ema"], nets["d"]
