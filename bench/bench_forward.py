@@ -28,6 +28,7 @@ class Row:
     model: str
     batch: int
     device: str
+    dtype: str
     ops: str
     median_s: float
     peak_mib: float
@@ -44,9 +45,11 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def matmul_rate(device: str, n: int = 2048, repeats: int = 10) -> float:
-    """Measured float32 GMAC/s of an n×n matmul (the machine's practical peak for dense math)."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+def matmul_rate(device: str, dtype: torch.dtype = torch.float32, n: int = 2048, repeats: int = 10) -> float:
+    """Measured GMAC/s of an n×n matmul in ``dtype`` (the machine's practical peak for dense math)."""
+    if device == "cuda":
+        n = 8192  # 2048² leaves an H100/H200 mostly idle
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     for _ in range(3):
         a @ b
     times = []
@@ -102,15 +105,15 @@ def count_gmacs(fn) -> float:
     return counter.get_total_flops() / 2 / 1e9
 
 
-def workloads(device: str):
+def workloads(device: str, dtype: torch.dtype = torch.float32):
     torch.manual_seed(0)
-    dsg = DualStyleGAN(size=1024).eval().requires_grad_(False).to(device)
+    dsg = DualStyleGAN(size=1024).eval().requires_grad_(False).to(device, dtype)
     kwargs = dict(z_plus_latent=True, truncation=0.75, truncation_latent=0, randomize_noise=False,
                   interp_weights=[0.75] * 7 + [1] * 11)
 
     def transfer(batch):
-        zplus = torch.randn(batch, 18, 512, device=device)
-        ex = dsg.map_extrinsic(torch.randn(batch, 18, 512, device=device))
+        zplus = torch.randn(batch, 18, 512, device=device, dtype=dtype)
+        ex = dsg.map_extrinsic(torch.randn(batch, 18, 512, device=device, dtype=dtype))
         return lambda: dsg([zplus], ex, **kwargs)
 
     yield "DualStyleGAN 1024²", 1, transfer(1)
@@ -119,8 +122,8 @@ def workloads(device: str):
         from dualstylegan.nets.encoder import GradualStyleEncoder
     except ImportError:
         return
-    enc = GradualStyleEncoder().eval().requires_grad_(False).to(device)
-    x = torch.randn(1, 3, 256, 256, device=device)
+    enc = GradualStyleEncoder().eval().requires_grad_(False).to(device, dtype)
+    x = torch.randn(1, 3, 256, 256, device=device, dtype=dtype)
     yield "pSp encoder 256²", 1, lambda: enc(x)
 
 
@@ -129,6 +132,8 @@ def main(argv=None) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--gpu-dtypes", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16",
+                   "float16"], help="dtypes measured on CUDA (the CPU runs float32)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -136,28 +141,28 @@ def main(argv=None) -> None:
         ["cpu"] if args.device == "auto" else [args.device])
     rows: list[Row] = []
     for device in devices:
-        peak = matmul_rate(device)
-        for model, batch, fn in workloads(device):
-            gmacs = count_gmacs(fn)
-            for ops, ref in (("reference", True), ("fast", False)):
-                with use_reference_ops(ref):
-                    t, mem = measure(fn, device, args.repeats)
-                rows.append(Row(model, batch, device, ops, t, mem, gmacs, peak))
+        for dtype_name in (["float32"] if device == "cpu" else args.gpu_dtypes):
+            peak = matmul_rate(device, getattr(torch, dtype_name))
+            for model, batch, fn in workloads(device, getattr(torch, dtype_name)):
+                gmacs = count_gmacs(fn)
+                for ops, ref in (("reference", True), ("fast", False)):
+                    with use_reference_ops(ref):
+                        t, mem = measure(fn, device, args.repeats)
+                    rows.append(Row(model, batch, device, dtype_name, ops, t, mem, gmacs, peak))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs"
           + (f", {torch.cuda.get_device_name()}" if "cuda" in devices else ""))
-    head = (f"{'model':<20} {'batch':>5} {'device':>6} {'ops':>9} {'median s':>9} {'peak MiB':>9} {'GMACs':>7} "
+    head = (f"{'model':<20} {'batch':>5} {'device':>6} {'dtype':>8} {'ops':>9} {'median s':>9} {'peak MiB':>9} {'GMACs':>7} "
             f"{'GMAC/s':>7} {'of matmul':>9} {'speed-up':>8}")
     print(head)
     print("-" * len(head))
     for r in rows:
-        ref = next(x for x in rows if (x.model, x.batch, x.device, x.ops) == (r.model, r.batch, r.device,
-                                                                                "reference"))
-        print(f"{r.model:<20} {r.batch:>5} {r.device:>6} {r.ops:>9} {r.median_s:>9.3f} {r.peak_mib:>9.0f} "
+        ref = next(x for x in rows if (x.model, x.batch, x.device, x.dtype, x.ops)
+                   == (r.model, r.batch, r.device, r.dtype, "reference"))
+        print(f"{r.model:<20} {r.batch:>5} {r.device:>6} {r.dtype:>8} {r.ops:>9} {r.median_s:>9.3f} {r.peak_mib:>9.0f} "
               f"{r.gmacs:>7.1f} {r.gmacs_per_s:>7.1f} {r.gmacs_per_s / r.matmul_gmacs_per_s:>9.0%} "
               f"{ref.median_s / r.median_s:>7.2f}x")
-    for device in devices:
-        r = next(x for x in rows if x.device == device)
-        print(f"matmul rate ({device}, float32 2048²): {r.matmul_gmacs_per_s:.1f} GMAC/s")
+    for r in {(x.device, x.dtype): x for x in rows}.values():
+        print(f"matmul rate ({r.device}, {r.dtype}): {r.matmul_gmacs_per_s:.1f} GMAC/s")
 
 
 if __name__ == "__main__":

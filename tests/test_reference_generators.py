@@ -103,12 +103,13 @@ def test_reference_case(case, reference_ops):
         _run_case(case)
 
 
-def _run_case(case):
+def _run_case(case, device: str = "cpu"):
     tensors, meta = load_case(case)
+    tensors = {k: v.to(device) for k, v in tensors.items()}
     model_name = meta["model"]
     model = build(model_name)
     assert_layout(model, model_name)
-    fill_(model, model_name).eval()
+    fill_(model, model_name).eval().to(device)
     call = meta["call"]
     with torch.no_grad():
         if isinstance(model, ModRes):
