@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -72,6 +73,26 @@ def _inputs(paths: Sequence[str]) -> list[Path]:
     return files
 
 
+def _unique_stems(files: Sequence[Path]) -> dict[Path, str]:
+    """Output name stems, one per input file: 'me' for me.jpg, but 'me_jpg' and 'me_png' when both are given, and a
+    number when a name still repeats (a/me.jpg and b/me.jpg), so that no photo's result replaces another's."""
+    from collections import Counter
+
+    files = list(dict.fromkeys(files))
+    per_stem = Counter(p.stem for p in files)
+    out: dict[Path, str] = {}
+    taken: set[str] = set()
+    for p in files:
+        base = p.stem if per_stem[p.stem] == 1 else f"{p.stem}_{p.suffix.lstrip('.').lower()}".rstrip("_")
+        stem, k = base, 1
+        while stem in taken:
+            k += 1
+            stem = f"{base}_{k}"
+        taken.add(stem)
+        out[p] = stem
+    return out
+
+
 def _out_folder(path: str) -> Path:
     out = Path(path)
     if out.exists() and not out.is_dir():
@@ -80,6 +101,8 @@ def _out_folder(path: str) -> Path:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UsageError(f"cannot create the output folder {out}: {e.strerror or e}") from None
+    if not os.access(out, os.W_OK | os.X_OK):  # one error now, not one per photo later
+        raise UsageError(f"the output folder {out} cannot be written (permission denied); choose another with -o")
     return out
 
 
@@ -103,18 +126,23 @@ def cmd_transfer(args) -> int:
     from .images import make_grid, save_image, to_image
 
     files = _inputs(args.photos)
-    out = _out_folder(args.output)
+    opts = _weights(args)
+    if args.paste_back and args.no_align:
+        raise UsageError("--paste-back needs face alignment: it cannot be combined with --no-align")
     pipe = _load_pipeline(args)
+    pipe.weights_for(**opts)  # a bad weight vector is one error now, not one per photo
     if args.exemplar:
         faces, _ = _face(Path(args.exemplar), not args.no_align)
         exemplar, tag = faces[0][0], Path(args.exemplar).stem
     else:
         exemplar = args.style_id
         tag = f"{pipe.codes.name_of(exemplar).rsplit('.', 1)[0]}" if pipe.codes is not None else str(exemplar)
-    opts = _weights(args)
+    out = _out_folder(args.output)  # only once everything else is valid: a failed run leaves no empty folder
+    stems = _unique_stems(files)
     failures = 0
     written = 0
     for path in tqdm(files, desc="stylising", unit="photo", disable=args.quiet or len(files) < 2):
+        stem = stems[path]
         try:
             faces, original = _face(path, not args.no_align, args.all_faces)
             results = []
@@ -122,13 +150,13 @@ def cmd_transfer(args) -> int:
                 r = pipe.transfer(content, exemplar, preserve_color=args.preserve_color, wplus=args.wplus,
                                   truncation=args.truncation, seed=args.seed, reconstruct=args.overview, **opts)
                 suffix = f"_face{i}" if len(faces) > 1 else ""
-                target = out / f"{path.stem}{suffix}_{pipe.style}_{tag}.png"
+                target = out / f"{stem}{suffix}_{pipe.style}_{tag}.png"
                 save_image(r.image, target, overwrite=args.overwrite)
                 written += 1
                 if args.overview:
                     ex_img = exemplar if not isinstance(exemplar, int) else pipe.render_exemplar(exemplar)
                     grid = make_grid([r.content, r.reconstruction, ex_img, r.image], nrow=4, size=256)
-                    save_image(grid, out / f"{path.stem}{suffix}_{pipe.style}_{tag}_overview.png",
+                    save_image(grid, out / f"{stem}{suffix}_{pipe.style}_{tag}_overview.png",
                                overwrite=args.overwrite)
                 results.append((r, quad))
             if args.paste_back and not args.no_align:
@@ -137,12 +165,12 @@ def cmd_transfer(args) -> int:
                 pasted = original
                 for r, quad in results:
                     pasted = paste_back(pasted, to_image(r.image), quad)
-                save_image(pasted, out / f"{path.stem}_{pipe.style}_{tag}_pasted.png", overwrite=args.overwrite)
+                save_image(pasted, out / f"{stem}_{pipe.style}_{tag}_pasted.png", overwrite=args.overwrite)
         except Exception as e:  # noqa: BLE001 - every per-file problem is reported, then the next file
             if args.debug:
                 raise
             failures += 1
-            print(f"skipped {path}: {_sentence(e)}", file=sys.stderr)
+            tqdm.write(f"skipped {path}: {_sentence(e)}", file=sys.stderr)  # not through the bar
     print(f"{written} portrait(s) written to {out}" + (f"; {failures} of {len(files)} photo(s) failed"
                                                         if failures else ""))
     return EXIT_ERROR if failures else 0
@@ -151,10 +179,12 @@ def cmd_transfer(args) -> int:
 def cmd_generate(args) -> int:
     from .images import save_image
 
-    out = _out_folder(args.output)
+    opts = _weights(args)
     pipe = _load_pipeline(args, sampler=True)
+    pipe.weights_for(**opts)
+    out = _out_folder(args.output)
     images = pipe.generate(args.n, seed=args.seed, fix_content=args.fix_content, fix_color=args.fix_color,
-                           fix_structure=args.fix_structure, truncation=args.truncation, **_weights(args))
+                           fix_structure=args.fix_structure, truncation=args.truncation, **opts)
     for i, img in enumerate(images):
         save_image(img, out / f"{pipe.style}_seed{args.seed}_{i:03d}.png", overwrite=args.overwrite)
     print(f"{len(images)} portrait(s) written to {out}")
@@ -164,12 +194,14 @@ def cmd_generate(args) -> int:
 def cmd_blend(args) -> int:
     from .images import save_animation, save_image
 
-    out = _out_folder(args.output)
+    opts = _weights(args)
     pipe = _load_pipeline(args)
+    pipe.weights_for(**opts)
     content = _face(Path(args.photo), not args.no_align)[0][0][0]
     content_b = _face(Path(args.photo_b), not args.no_align)[0][0][0] if args.photo_b else None
+    out = _out_folder(args.output)
     frames = pipe.blend(content, args.style_id, args.style_id_b, content_b=content_b, steps=args.steps,
-                        wplus=args.wplus, truncation=args.truncation, **_weights(args))
+                        wplus=args.wplus, truncation=args.truncation, **opts)
     stem = f"{Path(args.photo).stem}_{pipe.style}_blend"
     for i, f in enumerate(frames):
         save_image(f, out / f"{stem}_{i:03d}.png", overwrite=args.overwrite)
@@ -302,6 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--offline", action="store_true", help="use only files already downloaded")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=cmd_web)
+
+    from .train.cli import add_parsers as _add_train_parsers  # train + one verb per step (no torch at parse time)
+
+    _add_train_parsers(sub)
     return parser
 
 
