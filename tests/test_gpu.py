@@ -105,3 +105,38 @@ def test_modulated_conv2d_half_precision_stays_close_to_float32(dtype, batch):
     fast = ops.modulated_conv2d(x.to(dtype), weight.to(dtype), styles.to(dtype), True, 1, 1, 1).float()
     err_ref, err_fast = (ref - exact).abs().mean(), (fast - exact).abs().mean()
     assert err_fast <= 1.5 * err_ref + 1e-6, f"{dtype}: fast {err_fast:.3g} vs reference {err_ref:.3g}"
+
+
+def test_train_recipe_end_to_end_on_cuda_with_amp(tmp_path, monkeypatch):
+    """`dualstylegan train --device cuda --amp` on the tiny synthetic set; the pack transfers on the GPU."""
+    import test_train_recipe as recipe_test
+
+    from dualstylegan.pipeline import StyleTransferPipeline
+
+    for key in ("DUALSTYLEGAN_HOME", "TORCH_HOME", "HF_HOME"):
+        monkeypatch.setenv(key, str(tmp_path / "home" / key))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assets = recipe_test.assets.__wrapped__(_Factory(tmp_path))  # the module fixture's body, run here
+    style = recipe_test.write_style_set(tmp_path / "styles")
+    quick = [a if a != "cpu" else "cuda" for a in recipe_test.QUICK]
+    rc, _, stderr = recipe_test.run_cli(["train", str(style), "--name", "toy", "--work-dir", str(tmp_path / "work"),
+                                         "--out", str(tmp_path / "packs"), "--amp", *quick,
+                                         *recipe_test.file_args(assets)])
+    assert rc == 0, stderr
+    pipe = StyleTransferPipeline.from_pretrained(str(tmp_path / "packs" / "toy"), device="cuda")
+    face = torch.rand(1, 3, 256, 256, device="cuda") * 2 - 1
+    image = pipe.transfer(face, 0).image
+    assert image.shape == (1, 3, recipe_test.SIZE, recipe_test.SIZE) and torch.isfinite(image).all()
+
+
+class _Factory:
+    """Enough of pytest's tmp_path_factory for a module fixture's body."""
+
+    def __init__(self, root):
+        self.root = root
+
+    def mktemp(self, name):
+        path = self.root / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
