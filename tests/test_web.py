@@ -77,6 +77,29 @@ def test_no_face_is_one_sentence(photos):
     assert face.size == (256, 256)
 
 
+
+def test_gallery_shows_the_exemplars_own_image_when_the_dataset_is_there(tiny_pipeline, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from dualstylegan import web
+    from dualstylegan.images import load_image, to_image
+
+    dataset = tmp_path / "images" / "train"
+    dataset.mkdir(parents=True)
+    own = Image.fromarray(np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8))
+    own.save(dataset / tiny_pipeline.codes.name_of(1))            # the code bank's key is the file name
+    (dataset / tiny_pipeline.codes.name_of(2)).write_text("damaged")  # unreadable: rendered from its code instead
+    pipes = web.Pipelines({"tiny": tiny_pipeline}, exemplar_images=[tmp_path / "elsewhere", dataset])
+    thumbs = pipes.thumbnails("tiny", [0, 1, 2])
+    rendered = [to_image(tiny_pipeline.render_exemplar(i, size=web.THUMBNAIL_SIZE)) for i in (0, 2)]
+    expect = web._center_square(load_image(dataset / tiny_pipeline.codes.name_of(1)), web.THUMBNAIL_SIZE)
+    assert np.array_equal(np.asarray(thumbs[1]), np.asarray(expect))
+    assert np.array_equal(np.asarray(thumbs[0]), np.asarray(rendered[0]))
+    assert np.array_equal(np.asarray(thumbs[2]), np.asarray(rendered[1]))
+    assert not np.array_equal(np.asarray(thumbs[1]), np.asarray(
+        to_image(tiny_pipeline.render_exemplar(1, size=web.THUMBNAIL_SIZE))))
+
 def test_cli_web_verb_serves_the_given_pack(tiny_pack, monkeypatch):
     from dualstylegan import cli, web
 

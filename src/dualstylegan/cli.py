@@ -244,7 +244,7 @@ def cmd_web(args) -> int:
 
     styles = args.style or web.ready_styles() or ["cartoon"]
     demo = web.build_app(load, styles=styles, align=not args.no_align, max_upload_mb=args.max_upload_mb,
-                         max_concurrency=args.max_concurrency)
+                         max_concurrency=args.max_concurrency, exemplar_images=args.exemplar_images or ())
     demo.dualstylegan_pipelines.get(styles[0])  # fail now, not in the page, when the first pack cannot load
     print(f"serving {', '.join(styles)} on http://{args.host}:{args.port} (Ctrl+C stops)")
     web.launch(demo, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, quiet=True)
@@ -331,6 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-upload-mb", type=float, default=10, help="largest accepted upload")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--no-align", action="store_true", help="photos are already aligned 1:1 face crops")
+    p.add_argument("--exemplar-images", action="extend", nargs="+", metavar="DIR",
+                   help="the style dataset's images (e.g. data/cartoon/images/train): the gallery shows them")
     p.add_argument("--offline", action="store_true", help="use only files already downloaded")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=cmd_web)

@@ -100,7 +100,9 @@ def _face(path, align: bool):
 class Pipelines:
     """Style pack name → pipeline: given ready (a dict), or loaded on first use by ``loader(name)`` and kept."""
 
-    def __init__(self, source: Mapping[str, Any] | Callable[[str], Any], names: Sequence[str] | None = None):
+    def __init__(self, source: Mapping[str, Any] | Callable[[str], Any], names: Sequence[str] | None = None,
+                 exemplar_images: Sequence[str | os.PathLike] = ()):
+        self.exemplar_images = [Path(d) for d in exemplar_images]
         if isinstance(source, Mapping):
             self._loaded = dict(source)
             self._loader = None
@@ -125,9 +127,19 @@ class Pipelines:
                 self._loaded[name] = self._loader(name)
             return self._loaded[name]
 
+    def exemplar_file(self, code_name: str) -> Path | None:
+        """The exemplar's own image in the user's dataset folders (the code bank's keys are its file names, e.g.
+        ``Cartoons_00038_07.jpg`` in ``data/cartoon/images/train/``; a trained pack's are in ``prepare/images/``)."""
+        for folder in self.exemplar_images:
+            for candidate in (folder / code_name, folder / Path(code_name).with_suffix(".png").name):
+                if candidate.is_file():
+                    return candidate
+        return None
+
     def thumbnails(self, name: str, ids: Sequence[int], progress=None) -> list:
-        """PIL thumbnails of code-bank exemplars (``render_exemplar``), rendered once per pack and cached."""
-        from .images import to_image
+        """PIL thumbnails of code-bank exemplars, cached: the exemplar's own image when a dataset folder has it,
+        else rendered from its code (``render_exemplar``)."""
+        from .images import ImageError, load_image, to_image
 
         pipe = self.get(name)
         out = []
@@ -138,7 +150,13 @@ class Pipelines:
             if thumb is None:
                 if progress is not None:
                     progress((i, len(ids)), desc="rendering the exemplar thumbnails", unit="exemplars")
-                thumb = to_image(pipe.render_exemplar(style_id, size=THUMBNAIL_SIZE))
+                own = self.exemplar_file(pipe.codes.name_of(style_id)) if self.exemplar_images else None
+                try:
+                    thumb = _center_square(load_image(own), THUMBNAIL_SIZE) if own is not None else None
+                except ImageError:
+                    log.warning("cannot read the exemplar image %s; rendering it from its code instead", own)
+                if thumb is None:
+                    thumb = to_image(pipe.render_exemplar(style_id, size=THUMBNAIL_SIZE))
                 with self._thumb_lock:
                     self._thumbs[key] = thumb
             out.append(thumb)
@@ -244,16 +262,19 @@ def format_weights(weights: Sequence[float]) -> str:
 
 # ----------------------------------------------------------------------------------------- the app
 def build_app(pipelines: Mapping[str, Any] | Callable[[str], Any], *, styles: Sequence[str] | None = None,
-              align: bool = True, max_upload_mb: float = 10, max_concurrency: int = 1, title: str = "DualStyleGAN"):
+              align: bool = True, max_upload_mb: float = 10, max_concurrency: int = 1, title: str = "DualStyleGAN",
+              exemplar_images: Sequence[str | os.PathLike] = ()):
     """The Gradio app (``gr.Blocks``, queued) over ``pipelines``: a dict style name → ready
     :class:`StyleTransferPipeline`, or a loader ``name → pipeline`` for the names in ``styles`` (default: the packs
     ready on this machine). ``align`` is the default of the page's "align the face" box. At most
-    ``max_concurrency`` model calls run at once; the others wait in the queue with their position shown."""
+    ``max_concurrency`` model calls run at once; the others wait in the queue with their position shown.
+    ``exemplar_images``: folders of the style datasets; the gallery shows an exemplar's own image when one of them
+    has it (else the image rendered from its code)."""
     gr = _gradio()
     from .images import to_image, to_tensor
     from .pipeline import PRESETS
 
-    pipes = Pipelines(pipelines, styles)
+    pipes = Pipelines(pipelines, styles, exemplar_images)
     faces = _Faces(max_upload_mb)
     outputs = _Outputs()
     max_concurrency = max(1, int(max_concurrency))
