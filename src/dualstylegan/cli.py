@@ -350,6 +350,9 @@ def _sentence(e: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not getattr(args, "debug", False):
+        # huggingface_hub logs each retry of an unreachable Hub; our own message says what to do instead
+        os.environ.setdefault("HF_HUB_VERBOSITY", "error")
     try:
         return args.func(args)
     except KeyboardInterrupt:
