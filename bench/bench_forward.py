@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from dualstylegan.cuda_graphs import GraphedCall
 from dualstylegan.nets.dualstylegan import DualStyleGAN
 from dualstylegan.ops import use_reference_ops
 
@@ -114,7 +115,8 @@ def workloads(device: str, dtype: torch.dtype = torch.float32):
     def transfer(batch):
         zplus = torch.randn(batch, 18, 512, device=device, dtype=dtype)
         ex = dsg.map_extrinsic(torch.randn(batch, 18, 512, device=device, dtype=dtype))
-        return lambda: dsg([zplus], ex, **kwargs)
+        graphed = GraphedCall(lambda z, e: dsg([z], e, **kwargs)[0])
+        return lambda graph=False: graphed(zplus, ex) if graph else dsg([zplus], ex, **kwargs)
 
     yield "DualStyleGAN 1024²", 1, transfer(1)
     yield "DualStyleGAN 1024²", 4, transfer(4)
@@ -124,7 +126,8 @@ def workloads(device: str, dtype: torch.dtype = torch.float32):
         return
     enc = GradualStyleEncoder().eval().requires_grad_(False).to(device, dtype)
     x = torch.randn(1, 3, 256, 256, device=device, dtype=dtype)
-    yield "pSp encoder 256²", 1, lambda: enc(x)
+    graphed = GraphedCall(enc)
+    yield "pSp encoder 256²", 1, lambda graph=False: graphed(x) if graph else enc(x)
 
 
 def main(argv=None) -> None:
@@ -145,20 +148,23 @@ def main(argv=None) -> None:
             peak = matmul_rate(device, getattr(torch, dtype_name))
             for model, batch, fn in workloads(device, getattr(torch, dtype_name)):
                 gmacs = count_gmacs(fn)
-                for ops, ref in (("reference", True), ("fast", False)):
+                variants = [("reference", True, False), ("fast", False, False)]
+                if device == "cuda":
+                    variants.append(("fast+graph", False, True))
+                for ops, ref, graph in variants:
                     with use_reference_ops(ref):
-                        t, mem = measure(fn, device, args.repeats)
+                        t, mem = measure(lambda: fn(graph), device, args.repeats)
                     rows.append(Row(model, batch, device, dtype_name, ops, t, mem, gmacs, peak))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs"
           + (f", {torch.cuda.get_device_name()}" if "cuda" in devices else ""))
-    head = (f"{'model':<20} {'batch':>5} {'device':>6} {'dtype':>8} {'ops':>9} {'median s':>9} {'peak MiB':>9} {'GMACs':>7} "
+    head = (f"{'model':<20} {'batch':>5} {'device':>6} {'dtype':>8} {'ops':>10} {'median s':>9} {'peak MiB':>9} {'GMACs':>7} "
             f"{'GMAC/s':>7} {'of matmul':>9} {'speed-up':>8}")
     print(head)
     print("-" * len(head))
     for r in rows:
         ref = next(x for x in rows if (x.model, x.batch, x.device, x.dtype, x.ops)
                    == (r.model, r.batch, r.device, r.dtype, "reference"))
-        print(f"{r.model:<20} {r.batch:>5} {r.device:>6} {r.dtype:>8} {r.ops:>9} {r.median_s:>9.3f} {r.peak_mib:>9.0f} "
+        print(f"{r.model:<20} {r.batch:>5} {r.device:>6} {r.dtype:>8} {r.ops:>10} {r.median_s:>9.3f} {r.peak_mib:>9.0f} "
               f"{r.gmacs:>7.1f} {r.gmacs_per_s:>7.1f} {r.gmacs_per_s / r.matmul_gmacs_per_s:>9.0%} "
               f"{ref.median_s / r.median_s:>7.2f}x")
     for r in {(x.device, x.dtype): x for x in rows}.values():

@@ -64,10 +64,11 @@ def test_pipeline_on_cuda_equals_cpu_and_half_precision_is_close(tiny_pack, face
         torch.testing.assert_close(got.cpu(), expect, atol=1e-4, rtol=1e-4, msg=f"{kw}")
     for dtype in (torch.float16, torch.bfloat16):
         half = StyleTransferPipeline.from_pretrained(str(tiny_pack), device="cuda", dtype=dtype)
-        got = half.transfer(face_tensor.cuda(), 1).image.float().cpu()
-        expect = cpu.transfer(face_tensor, 1).image
-        assert torch.isfinite(got).all()
-        assert (got - expect).abs().mean() < 0.05, f"{dtype}: mean |diff| {(got - expect).abs().mean():.3g}"
+        for kw in ({}, {"seed": 3}):
+            got = half.transfer(face_tensor.cuda(), 1, **kw).image.float().cpu()
+            expect = cpu.transfer(face_tensor, 1, **kw).image
+            assert torch.isfinite(got).all()
+            assert (got - expect).abs().mean() < 0.05, f"{dtype}: mean |diff| {(got - expect).abs().mean():.3g}"
 
 
 def test_training_with_bf16_autocast_on_cuda_resumes_exactly(tmp_path):
@@ -140,3 +141,24 @@ class _Factory:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+
+
+def test_cuda_graph_replay_equals_eager_and_never_overwrites_results(tiny_pack, face_tensor):
+    from dualstylegan.pipeline import StyleTransferPipeline
+
+    graphed = StyleTransferPipeline.from_pretrained(str(tiny_pack), device="cuda")
+    eager = StyleTransferPipeline.from_pretrained(str(tiny_pack), device="cuda", cuda_graphs=False)
+    other = torch.flip(face_tensor, [3]).cuda()
+    first = graphed.transfer(face_tensor.cuda(), 1).image
+    second = graphed.transfer(other, 2, structure=0.5).image  # new inputs and options: a second graph
+    again = graphed.transfer(face_tensor.cuda(), 1).image      # replayed
+    torch.testing.assert_close(first, eager.transfer(face_tensor.cuda(), 1).image, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(second, eager.transfer(other, 2, structure=0.5).image, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(again, first, atol=1e-4, rtol=1e-4)  # cuDNN kernels need not be bitwise deterministic
+    assert not torch.equal(first, second)
+    assert len(graphed._synthesize_graphed._graphs) == 2 and graphed._encode_graphed._graphs
+    seeded = graphed.transfer(face_tensor.cuda(), 1, seed=5).image  # fresh noise: graph inputs too
+    torch.testing.assert_close(seeded, eager.transfer(face_tensor.cuda(), 1, seed=5).image, atol=1e-4, rtol=1e-4)
+    frames = graphed.blend(face_tensor.cuda(), 0, 1, steps=3)
+    for f, e in zip(frames, eager.blend(face_tensor.cuda(), 0, 1, steps=3)):
+        torch.testing.assert_close(f, e, atol=1e-4, rtol=1e-4)

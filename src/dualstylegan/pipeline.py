@@ -73,7 +73,10 @@ class StyleTransferPipeline:
     """Everything a style pack needs at inference: DualStyleGAN, the pSp encoder(s), the code bank, the sampler."""
 
     def __init__(self, generator: DualStyleGAN, encoder, codes: CodeBank | None = None, *,
-                 decoder: Generator | None = None, encoder_wplus=None, sampler=None, style: str | None = None):
+                 decoder: Generator | None = None, encoder_wplus=None, sampler=None, style: str | None = None,
+                 cuda_graphs: bool = True):
+        from .cuda_graphs import GraphedCall
+
         self.generator = generator.eval().requires_grad_(False)
         self.encoder = encoder.eval().requires_grad_(False) if encoder is not None else None
         self.encoder_wplus = encoder_wplus.eval().requires_grad_(False) if encoder_wplus is not None else None
@@ -81,12 +84,27 @@ class StyleTransferPipeline:
         self.sampler = sampler.eval().requires_grad_(False) if sampler is not None else None
         self.codes = codes
         self.style = style
+        # On a GPU the networks are replayed from CUDA graphs (launch-bound otherwise); eager on the CPU.
+        self._synthesize_graphed = GraphedCall(self._synthesize_eager)
+        self._encode_graphed = GraphedCall(self._encode_eager)
+        self.cuda_graphs = cuda_graphs
+
+    @property
+    def cuda_graphs(self) -> bool:
+        """Replay the generator and the encoders from CUDA graphs on a GPU (same results to 1e-4, about 2× faster there)."""
+        return self._synthesize_graphed.enabled
+
+    @cuda_graphs.setter
+    def cuda_graphs(self, enabled: bool) -> None:
+        for call in (self._synthesize_graphed, self._encode_graphed):
+            call.enabled = bool(enabled)
+            call.reset()
 
     # ------------------------------------------------------------------------------------ loading
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, *, device: str | torch.device = "cpu",
                         dtype: torch.dtype | None = None, wplus: bool = False, sampler: bool = False,
-                        **hub_kwargs) -> "StyleTransferPipeline":
+                        cuda_graphs: bool = True, **hub_kwargs) -> "StyleTransferPipeline":
         """A style name ("cartoon"), a local style folder or a hub id → a ready pipeline (see :mod:`hub`)."""
         from . import official
         from .hub import resolve_style_pack
@@ -98,7 +116,7 @@ class StyleTransferPipeline:
         style_sampler = official.load_sampler(files.sampler) if files.sampler else None
         codes = CodeBank.load(files.codes)
         pipe = cls(generator, encoder, codes, decoder=decoder, encoder_wplus=encoder_wplus, sampler=style_sampler,
-                   style=files.name)
+                   style=files.name, cuda_graphs=cuda_graphs)
         return pipe.to(device, dtype)
 
     def to(self, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> "StyleTransferPipeline":
@@ -106,6 +124,7 @@ class StyleTransferPipeline:
             net = getattr(self, name)
             if net is not None:
                 setattr(self, name, net.to(device=device, dtype=dtype) if dtype else net.to(device))
+        self.cuda_graphs = self.cuda_graphs  # recorded graphs point at the old tensors
         return self
 
     @property
@@ -133,11 +152,29 @@ class StyleTransferPipeline:
     @torch.no_grad()
     def encode(self, image: torch.Tensor, wplus: bool = False) -> torch.Tensor:
         """An aligned face (1, 3, H, W) in [−1, 1] → its intrinsic code (1, 18, 512): Z+, or W+ with ``wplus``."""
-        encoder = self.encoder_wplus if wplus else self.encoder
-        if encoder is None:
+        if (self.encoder_wplus if wplus else self.encoder) is None:
             raise RuntimeError("this style pack has no W+ encoder (encoder_wplus.pt)" if wplus
                                else "this pipeline has no encoder")
-        return encoder(F.adaptive_avg_pool2d(self._as_input(image), 256))
+        return self._encode_graphed(F.adaptive_avg_pool2d(self._as_input(image), 256), wplus=wplus)
+
+    def _encode_eager(self, image: torch.Tensor, wplus: bool = False) -> torch.Tensor:
+        return (self.encoder_wplus if wplus else self.encoder)(image)
+
+    @torch.no_grad()
+    def synthesize(self, intrinsic: torch.Tensor, extrinsic_w: torch.Tensor, *,
+                   noise: Sequence[torch.Tensor] | None = None, **options) -> torch.Tensor:
+        """DualStyleGAN(intrinsic code, extrinsic W+ code, **options) with stored noise (or ``noise``) → images,
+        replayed from a CUDA graph on a GPU. ``options`` are the generator's (weights, truncation, …)."""
+        options = {k: (tuple(v) if isinstance(v, list) else v) for k, v in options.items()}
+        return self._synthesize_graphed(intrinsic, extrinsic_w, *(noise or ()), **options)
+
+    def _synthesize_eager(self, intrinsic: torch.Tensor, extrinsic_w: torch.Tensor, *noise: torch.Tensor,
+                          **options) -> torch.Tensor:
+        if "interp_weights" in options:
+            options["interp_weights"] = list(options["interp_weights"])
+        image, _ = self.generator([intrinsic], extrinsic_w, noise=list(noise) or None, randomize_noise=False,
+                                  **options)
+        return image
 
     @torch.no_grad()
     def reconstruct(self, code: torch.Tensor, wplus: bool = False) -> torch.Tensor | None:
@@ -172,8 +209,8 @@ class StyleTransferPipeline:
         """A thumbnail of a code-bank exemplar as the generator sees it: its Z+ code as both the intrinsic and
         the extrinsic code, w = 1 (the exemplar images themselves are not part of a style pack)."""
         ex = self.exemplar_code(exemplar)
-        image, _ = self.generator([ex], self.generator.map_extrinsic(ex), z_plus_latent=True, use_res=True,
-                                  interp_weights=[1.0] * max(18, self.n_latent), randomize_noise=False)
+        image = self.synthesize(ex, self.generator.map_extrinsic(ex), z_plus_latent=True, use_res=True,
+                                interp_weights=[1.0] * max(18, self.n_latent))
         return F.adaptive_avg_pool2d(image.clamp(-1, 1), size)
 
     # ------------------------------------------------------------------------------------ transfer
@@ -213,9 +250,8 @@ class StyleTransferPipeline:
         noise = None
         if seed is not None:
             noise = self.generator.generator.make_noise(torch.Generator().manual_seed(seed))
-        image, _ = self.generator([intrinsic], ex_w, z_plus_latent=not wplus, input_is_latent=wplus,
-                                  truncation=truncation, truncation_latent=0, use_res=True, interp_weights=w,
-                                  noise=noise, randomize_noise=False)
+        image = self.synthesize(intrinsic, ex_w, noise=noise, z_plus_latent=not wplus, input_is_latent=wplus,
+                                truncation=truncation, truncation_latent=0, use_res=True, interp_weights=w)
         rec = self.reconstruct(intrinsic, wplus) if reconstruct else None
         return TransferResult(image.clamp(-1, 1), content, intrinsic, ex_z, w, rec)
 
@@ -290,9 +326,8 @@ class StyleTransferPipeline:
         dev = self.device
         ex_z = self.sampler(structure_noise.to(dev, self.dtype), color_noise.to(dev, self.dtype))
         w = self.weights_for(weights, structure, color)
-        image, _ = self.generator([z.to(dev, self.dtype)], self.generator.map_extrinsic(ex_z),
-                                  truncation=truncation, truncation_latent=0, use_res=True, interp_weights=w,
-                                  randomize_noise=False)
+        image = self.synthesize(z.to(dev, self.dtype), self.generator.map_extrinsic(ex_z), truncation=truncation,
+                                truncation_latent=0, use_res=True, interp_weights=w)
         return image.clamp(-1, 1)
 
     # ------------------------------------------------------------------------------------ blending
@@ -313,8 +348,7 @@ class StyleTransferPipeline:
         for t in torch.linspace(0, 1, steps).tolist():
             intrinsic = torch.lerp(in_a, in_b, t)
             ex_w = self.generator.map_extrinsic(torch.lerp(ex_a, ex_b, t))
-            image, _ = self.generator([intrinsic], ex_w, z_plus_latent=not wplus, input_is_latent=wplus,
-                                      truncation=truncation, truncation_latent=0, use_res=True, interp_weights=w,
-                                      randomize_noise=False)
+            image = self.synthesize(intrinsic, ex_w, z_plus_latent=not wplus, input_is_latent=wplus,
+                                    truncation=truncation, truncation_latent=0, use_res=True, interp_weights=w)
             frames.append(image.clamp(-1, 1))
         return frames

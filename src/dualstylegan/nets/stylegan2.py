@@ -74,8 +74,8 @@ class Generator(nn.Module):
 
     def make_noise(self, generator: torch.Generator | None = None) -> list[torch.Tensor]:
         """Fresh noise maps, one per layer (drawn on CPU from ``generator`` for reproducibility)."""
-        dev = self.input.input.device
-        return [torch.randn(1, 1, 2 ** ((i + 5) // 2), 2 ** ((i + 5) // 2), generator=generator).to(dev)
+        dev, dtype = self.input.input.device, self.input.input.dtype
+        return [torch.randn(1, 1, 2 ** ((i + 5) // 2), 2 ** ((i + 5) // 2), generator=generator).to(dev, dtype)
                 for i in range(self.num_layers)]
 
     @torch.no_grad()
