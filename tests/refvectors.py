@@ -54,6 +54,14 @@ def load_case(name: str) -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, meta
 
 
+def case_meta(name: str) -> dict:
+    """The call metadata of a case without reading its tensors (for choosing cases at collection time)."""
+    from safetensors import safe_open
+
+    with safe_open(str(require_reference() / "vectors" / f"{name}.safetensors"), "pt") as f:
+        return json.loads(f.metadata()["meta"])
+
+
 _ROW = re.compile(r"^(\S+)\t\(([\d, ]*)\)\t(\S+)$")
 
 
@@ -71,6 +79,13 @@ def load_layout(name: str) -> tuple[str, list[tuple[str, tuple[int, ...], str]]]
         shape = tuple(int(s) for s in m.group(2).replace(" ", "").split(",") if s)
         rows.append((m.group(1), shape, m.group(3)))
     return header, rows
+
+
+def assert_layout(model: torch.nn.Module, layout: str) -> None:
+    """The module's state dict has exactly the keys, shapes and dtypes of layouts/LAYOUT.txt, in file order."""
+    _, rows = load_layout(layout)
+    ours = [(k, tuple(v.shape), str(v.dtype).replace("torch.", "")) for k, v in model.state_dict().items()]
+    assert ours == rows, f"state dict differs from layouts/{layout}.txt"
 
 
 def fill_(module: torch.nn.Module, name: str) -> torch.nn.Module:

@@ -7,7 +7,7 @@ import torch
 from dualstylegan.nets.encoder import (Backbone, BackboneEncoderUsingLastLayerIntoW,
                                        BackboneEncoderUsingLastLayerIntoWPlus, EncoderConfig, GradualStyleEncoder,
                                        IdentityNet, PSPEncoder)
-from refvectors import assert_matches, case_names, fill_, load_case, load_layout
+from refvectors import assert_layout, assert_matches, case_meta, case_names, fill_, load_case, require_reference
 
 #: The reference models this module is responsible for (the other test modules dispatch the rest).
 MODELS = ("full_psp_encoder", "full_irse50_backbone")
@@ -21,13 +21,7 @@ def build(model_name: str) -> torch.nn.Module:
     pytest.fail(f"test_encoder does not know how to build {model_name!r}")
 
 
-def assert_layout(model: torch.nn.Module, layout: str) -> None:
-    _, rows = load_layout(layout)
-    ours = [(k, tuple(v.shape), str(v.dtype).replace("torch.", "")) for k, v in model.state_dict().items()]
-    assert ours == rows, f"state dict differs from layouts/{layout}.txt"
-
-
-CASES = [c for c in case_names() if load_case(c)[1].get("model") in MODELS]
+CASES = [c for c in case_names() if case_meta(c).get("model") in MODELS]
 
 
 @pytest.mark.parametrize("layout", MODELS)
@@ -37,9 +31,8 @@ def test_state_dict_matches_official_layout(layout):
 
 def test_cases_found():
     """Every model this module handles has at least one case (when the reference folder is present)."""
-    if not case_names():
-        pytest.skip("no reference folder")
-    found = {load_case(c)[1]["model"] for c in CASES}
+    require_reference()
+    found = {case_meta(c)["model"] for c in CASES}
     assert found == set(MODELS)
 
 

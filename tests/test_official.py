@@ -91,6 +91,35 @@ def test_mismatching_tensor_is_named(tmp_path):
         official.load_dualstylegan(tmp_path / "generator.pt")
 
 
+def test_malformed_files_give_one_sentence_naming_the_file_and_key(tmp_path):
+    """Config inference on a damaged or foreign file: a CheckpointError naming the file (and the missing key)."""
+    g = Generator(GeneratorConfig(size=64, channels=NARROW_CHANNELS)).state_dict()
+    d = Discriminator(DiscriminatorConfig(size=64, channels=NARROW_CHANNELS)).state_dict()
+    enc = PSPEncoder(EncoderConfig(**NARROW_ENCODER)).encoder.state_dict()
+    enc = {f"encoder.{k}": v for k, v in enc.items()}
+    narrow_opts = {k: list(v) if isinstance(v, tuple) else v for k, v in NARROW_ENCODER.items()}
+    cases = [  # (file name, contents, loader, what the message must say)
+        ("g1.pt", {"g_ema": {k: v for k, v in g.items() if not k.startswith("convs.2.")}}, official.load_stylegan2,
+         r"g1\.pt is not a StyleGAN2 generator: it has no 'convs\.2\.conv\.weight' tensor"),
+        ("g2.pt", {"g_ema": {**g, "input.input": [1, 2]}}, official.load_stylegan2, r"g2\.pt is not a StyleGAN2"),
+        ("d1.pt", {"d": {k: v for k, v in d.items() if k != "convs.2.conv2.1.weight"}}, official.load_discriminator,
+         r"d1\.pt is not a StyleGAN2 discriminator: it has no 'convs\.2\.conv2\.1\.weight' tensor"),
+        ("e1.pt", {"state_dict": enc, "opts": dict(narrow_opts, encoder_type="NoSuchEncoder")},
+         official.load_encoder, r"e1\.pt is not a pSp encoder checkpoint .*NoSuchEncoder"),
+        ("e2.pt", {"state_dict": enc, "opts": narrow_opts, "latent_avg": torch.zeros(3, 512)}, official.load_encoder,
+         r"e2\.pt is not a pSp encoder checkpoint .*latent_avg"),
+        ("e3.pt", {"state_dict": enc, "opts": dict(narrow_opts, start_from_latent_avg=True)}, official.load_encoder,
+         r"e3\.pt starts from latent_avg .* does not store one"),
+        ("s1.pt", {"structure": {"lin1.weight": torch.zeros(4, 4)}, "color": {}}, official.load_sampler,
+         r"s1\.pt is not a DualStyleGAN sampler\.pt \(in its 'structure' part\): it has no 'lin_out\.weight'"),
+    ]
+    for name, obj, loader, match in cases:
+        torch.save(obj, tmp_path / name)
+        with pytest.raises(CheckpointError, match=match) as info:
+            loader(tmp_path / name)
+        assert "\n" not in str(info.value)
+
+
 class _Payload:
     def __init__(self, marker):
         self.marker = marker

@@ -90,11 +90,12 @@ MODCONV_CASES = [  # (up, down, padding, kernel, demodulate)
 ]
 
 
+@pytest.mark.parametrize("batch", [1, 3], ids=["one-sample", "batch"])  # the fast path has a branch for each
 @pytest.mark.parametrize("up,down,padding,k,demod", MODCONV_CASES)
-def test_modulated_conv2d_fast_matches_reference(up, down, padding, k, demod):
-    x = rand(3, 4, 6, 6)
+def test_modulated_conv2d_fast_matches_reference(up, down, padding, k, demod, batch):
+    x = rand(batch, 4, 6, 6)
     weight = rand(5, 4, k, k, seed=1)
-    styles = rand(3, 4, seed=2)
+    styles = rand(batch, 4, seed=2)
     ref = ops.modulated_conv2d_ref(x, weight, styles, demod, up, down, padding)
     fast = ops.modulated_conv2d(x, weight, styles, demod, up, down, padding)
     torch.testing.assert_close(fast, ref)
@@ -102,7 +103,7 @@ def test_modulated_conv2d_fast_matches_reference(up, down, padding, k, demod):
     for a, b in zip(torch.autograd.grad(ref, (x, weight, styles), gy),
                     torch.autograd.grad(fast, (x, weight, styles), gy)):
         torch.testing.assert_close(b, a)
-    small = (rand(2, 2, 4, 4), rand(3, 2, k, k, seed=1), rand(2, 2, seed=2))
+    small = (rand(batch, 2, 4, 4), rand(3, 2, k, k, seed=1), rand(batch, 2, seed=2))
     assert torch.autograd.gradcheck(lambda *t: ops.modulated_conv2d(*t, demod, up, down, padding), small)
     assert torch.autograd.gradcheck(lambda *t: ops.modulated_conv2d_ref(*t, demod, up, down, padding), small)
 

@@ -13,7 +13,8 @@ import torch
 from dualstylegan.nets.dualstylegan import DualStyleGAN, DualStyleGANConfig, ModRes
 from dualstylegan.nets.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 from dualstylegan.ops import use_reference_ops
-from refvectors import assert_matches, case_names, fill_, layout_names, load_case, load_layout
+from refvectors import (assert_layout, assert_matches, case_meta, case_names, fill_, layout_names, load_case,
+                        load_layout, require_reference)
 
 # The encoder, identity and sampler cases are handled in their own test modules.
 OTHER_MODELS = ("full_psp_encoder", "full_irse50_backbone", "sampler_")
@@ -52,14 +53,7 @@ def build(model_name: str) -> torch.nn.Module:
     pytest.fail(f"layouts/{model_name}.txt describes {kind}, which this test does not know")
 
 
-def assert_layout(model: torch.nn.Module, layout: str) -> None:
-    _, rows = load_layout(layout)
-    ours = [(k, tuple(v.shape), str(v.dtype).replace("torch.", "")) for k, v in model.state_dict().items()]
-    assert ours == rows, f"state dict differs from layouts/{layout}.txt"
-
-
-GENERATOR_CASES = [c for c in case_names() if not any(
-    load_case(c)[1].get("model", "").startswith(p) for p in OTHER_MODELS)]
+GENERATOR_CASES = [c for c in case_names() if not case_meta(c).get("model", "").startswith(OTHER_MODELS)]
 
 
 def resolve(expr, tensors: dict[str, torch.Tensor]):
@@ -77,8 +71,13 @@ CALL_KEYS = {"styles", "exstyles", "z_plus_latent", "truncation", "truncation_la
              "interp_weights", "inject_index", "input_is_latent", "return_feat"}
 
 
-GENERATOR_LAYOUTS = [n for n in layout_names() if not any(n.startswith(p) for p in OTHER_MODELS)
-                     and not n.startswith(("full_psp", "full_irse", "sampler"))]
+GENERATOR_LAYOUTS = [n for n in layout_names() if not n.startswith(OTHER_MODELS)]
+
+
+def test_cases_found():
+    """The reference folder has generator cases and layouts (else the parametrized tests here would not run)."""
+    require_reference()
+    assert GENERATOR_CASES and GENERATOR_LAYOUTS
 
 
 @pytest.mark.parametrize("layout", GENERATOR_LAYOUTS)
@@ -152,13 +151,21 @@ def _run_case(case, device: str = "cpu"):
         if "image" in tensors:
             assert_matches(image, tensors["image"], f"{case}:image")
         else:
-            fingerprints = {"image_pool64": lambda x: torch.nn.functional.adaptive_avg_pool2d(x, 64),
-                            "image_crop32": lambda x: x[..., 496:528, 496:528],
-                            "image_sum": lambda x: x.sum().reshape(1)}
-            known = [k for k in tensors if k.startswith("image_")]
-            for key in known:
-                if key not in fingerprints:
-                    pytest.fail(f"{case}: unknown output {key}")
-                assert_matches(fingerprints[key](image), tensors[key], f"{case}:{key}", reduction=key == "image_sum")
+            for key in [k for k in tensors if k.startswith("image_")]:
+                assert_matches(_fingerprint(case, key, image, tensors[key]), tensors[key], f"{case}:{key}",
+                               reduction=key == "image_sum")
         if "latent" in tensors:
             assert_matches(out[1], tensors["latent"], f"{case}:latent")
+
+
+def _fingerprint(case: str, key: str, image: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """A full-size case stores fingerprints of its image (README.md): ``image_poolN`` = adaptive average pool to
+    N², ``image_cropN`` = the central N² crop, ``image_sum``. Sizes are read from the stored tensors."""
+    if key == "image_sum":
+        return image.sum().reshape(1)
+    if key.startswith("image_pool"):
+        return torch.nn.functional.adaptive_avg_pool2d(image, ref.shape[-2:])
+    if key.startswith("image_crop"):
+        (h, w), (ch, cw) = image.shape[-2:], ref.shape[-2:]
+        return image[..., (h - ch) // 2:(h + ch) // 2, (w - cw) // 2:(w + cw) // 2]
+    pytest.fail(f"{case}: unknown output {key}")

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from dualstylegan.nets.sampler import COLOR_ROWS, STRUCTURE_ROWS, ExtrinsicSampler, SamplerConfig, StyleSampler
-from refvectors import assert_matches, case_names, fill_, load_case, load_layout
+from refvectors import assert_layout, assert_matches, case_meta, case_names, fill_, load_case, require_reference
 
 MODELS = {"sampler_structure": STRUCTURE_ROWS, "sampler_color": COLOR_ROWS}
 
@@ -16,13 +16,7 @@ def build(model_name: str) -> StyleSampler:
     return StyleSampler(SamplerConfig(rows=MODELS[model_name]))
 
 
-def assert_layout(model: torch.nn.Module, layout: str) -> None:
-    _, rows = load_layout(layout)
-    ours = [(k, tuple(v.shape), str(v.dtype).replace("torch.", "")) for k, v in model.state_dict().items()]
-    assert ours == rows, f"state dict differs from layouts/{layout}.txt"
-
-
-CASES = [c for c in case_names() if load_case(c)[1].get("model", "").startswith("sampler_")]
+CASES = [c for c in case_names() if case_meta(c).get("model", "").startswith("sampler_")]
 
 
 @pytest.mark.parametrize("layout", sorted(MODELS))
@@ -31,9 +25,8 @@ def test_state_dict_matches_official_layout(layout):
 
 
 def test_cases_found():
-    if not case_names():
-        pytest.skip("no reference folder")
-    assert {load_case(c)[1]["model"] for c in CASES} == set(MODELS)
+    require_reference()
+    assert {case_meta(c)["model"] for c in CASES} == set(MODELS)
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -67,7 +67,9 @@ class CodeBank(Mapping):
 
     def resolve_name(self, exemplar: int | str) -> str:
         """A style id (int or digit string) or an exemplar file name (with or without extension) → its name."""
-        if isinstance(exemplar, int) or (isinstance(exemplar, str) and exemplar.isdigit()):
+        if isinstance(exemplar, int):  # name_of refuses bools and out-of-range ids
+            return self.name_of(exemplar)
+        if isinstance(exemplar, str) and exemplar.isdigit():
             return self.name_of(int(exemplar))
         if exemplar in self._codes:
             return exemplar

@@ -6,12 +6,15 @@ checks the keys and shapes strictly. Writers emit the same layouts (the training
 """
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
-from .checkpoints import CheckpointError, check_state_dict, load_torch_file, save_torch_file, strip_prefix, take
+from .checkpoints import (CheckpointError, _short, check_state_dict, load_torch_file, save_torch_file, strip_prefix,
+                          take)
 from .nets.config import default_channels
 from .nets.dualstylegan import DualStyleGAN, DualStyleGANConfig
 from .nets.encoder import EncoderConfig, IdentityNet, PSPEncoder
@@ -35,43 +38,61 @@ def _table_from(channels: dict[int, int]) -> tuple[int, dict[int, int] | None]:
     return 2, channels
 
 
-def _ensure(condition: bool, path: str | Path, what: str) -> None:
-    if not condition:
-        raise CheckpointError(f"{Path(path).name} is not {what}: its tensors do not have that network's keys.")
+def _require(state: Tensors, keys: tuple[str, ...], path: str | Path, what: str) -> None:
+    """Each of ``keys`` is in ``state``, or one sentence naming the file and the first missing key."""
+    for key in keys:
+        if key not in state:
+            raise CheckpointError(f"{Path(path).name} is not {what}: it has no {key!r} tensor; check that you gave the "
+                                  "right file.")
+
+
+@contextlib.contextmanager
+def _reading(path: str | Path, what: str) -> Iterator[None]:
+    """Config inference and construction from a file's tensors: a malformed file (a value that is not a tensor, an
+    impossible size, unknown opts) gives one CheckpointError naming the file instead of a bare ValueError/KeyError."""
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+        raise CheckpointError(f"{Path(path).name} is not {what} that this library can read ({_short(exc)}); check "
+                              "that you gave the right file.") from None
 
 
 # ------------------------------------------------------------------------------------------- configs
 def generator_config(state: Tensors, path: str | Path = "state dict") -> GeneratorConfig:
     """The StyleGAN2 generator config implied by a state dict in the official layout."""
     what = "a StyleGAN2 generator"
-    _ensure("style.1.weight" in state and "input.input" in state and "conv1.conv.weight" in state, path, what)
     n_rgb = _count(state, r"to_rgbs\.(\d+)\.conv\.weight")
-    channels = {4: int(state["input.input"].shape[1])}
-    for j in range(n_rgb):
-        key = f"convs.{2 * j}.conv.weight"
-        _ensure(key in state, path, what)
-        channels[2 ** (j + 3)] = int(state[key].shape[1])
-    cm, table = _table_from(channels)
-    return GeneratorConfig(size=2 ** (n_rgb + 2), style_dim=int(state["style.1.weight"].shape[1]),
-                           n_mlp=_count(state, r"style\.(\d+)\.weight"), channel_multiplier=cm, channels=table)
+    _require(state, ("style.1.weight", "input.input", "conv1.conv.weight", "to_rgbs.0.conv.weight")
+             + tuple(f"convs.{2 * j}.conv.weight" for j in range(n_rgb)), path, what)
+    with _reading(path, what):
+        channels = {4: int(state["input.input"].shape[1])}
+        for j in range(n_rgb):
+            channels[2 ** (j + 3)] = int(state[f"convs.{2 * j}.conv.weight"].shape[1])
+        cm, table = _table_from(channels)
+        return GeneratorConfig(size=2 ** (n_rgb + 2), style_dim=int(state["style.1.weight"].shape[1]),
+                               n_mlp=_count(state, r"style\.(\d+)\.weight"), channel_multiplier=cm, channels=table)
 
 
 def dualstylegan_config(state: Tensors, path: str | Path = "state dict") -> DualStyleGANConfig:
     g = generator_config(strip_prefix(state, "generator."), path)
-    n_modres = _count(state, r"res\.(\d+)\.conv\.0\.weight")
-    _ensure(n_modres > 0, path, "a DualStyleGAN generator")
-    return DualStyleGANConfig(**g.to_dict(), res_index=n_modres - 1)
+    _require(state, ("res.0.conv.0.weight",), path, "a DualStyleGAN generator")
+    return DualStyleGANConfig(**g.to_dict(), res_index=_count(state, r"res\.(\d+)\.conv\.0\.weight") - 1)
 
 
 def discriminator_config(state: Tensors, path: str | Path = "state dict") -> DiscriminatorConfig:
-    _ensure("convs.0.0.weight" in state and "final_linear.1.weight" in state, path, "a StyleGAN2 discriminator")
+    what = "a StyleGAN2 discriminator"
     n_blocks = _count(state, r"convs\.(\d+)\.conv1\.0\.weight")
-    size = 2 ** (n_blocks + 2)
-    channels = {size: int(state["convs.0.0.weight"].shape[0])}
-    for b in range(1, n_blocks + 1):
-        channels[size >> b] = int(state[f"convs.{b}.conv2.1.weight"].shape[0])
-    cm, table = _table_from(channels)
-    return DiscriminatorConfig(size=size, channel_multiplier=cm, channels=table)
+    _require(state, ("convs.0.0.weight", "final_linear.1.weight")
+             + tuple(f"convs.{b}.conv2.1.weight" for b in range(1, n_blocks + 1)), path, what)
+    with _reading(path, what):
+        size = 2 ** (n_blocks + 2)
+        channels = {size: int(state["convs.0.0.weight"].shape[0])}
+        for b in range(1, n_blocks + 1):
+            channels[size >> b] = int(state[f"convs.{b}.conv2.1.weight"].shape[0])
+        cm, table = _table_from(channels)
+        return DiscriminatorConfig(size=size, channel_multiplier=cm, channels=table)
 
 
 def _load_into(model: torch.nn.Module, state: Tensors, what: str) -> torch.nn.Module:
@@ -132,18 +153,23 @@ def load_encoder(path: str | Path, z_plus: bool | None = None,
                  with_decoder: bool = True) -> tuple[PSPEncoder, Generator | None]:
     """``encoder.pt`` (Z+ codes) or ``encoder_wplus.pt`` (W+): {'state_dict': {'encoder.*', 'decoder.*'}, 'opts',
     'latent_avg'?} → (the encoder, its StyleGAN2 decoder or None). ``z_plus`` defaults to the file name's kind."""
+    what = "a pSp encoder checkpoint"
     obj = load_torch_file(path)
-    state = take(obj, "state_dict", path, "a pSp encoder checkpoint")
+    state = take(obj, "state_dict", path, what)
     opts = obj.get("opts") if isinstance(obj.get("opts"), dict) else {}
     if z_plus is None:
         z_plus = "wplus" not in Path(path).name
-    config = EncoderConfig.from_opts(opts, z_plus=z_plus)
     enc_state = strip_prefix(state, "encoder.")
-    _ensure(bool(enc_state), path, "a pSp encoder checkpoint")
+    if not enc_state:
+        raise CheckpointError(f"{Path(path).name} is not {what}: its 'state_dict' has no 'encoder.*' tensors; check "
+                              "that you gave the right file.")
     latent_avg = obj.get("latent_avg")
-    if config.start_from_latent_avg and latent_avg is None:
-        raise CheckpointError(f"{Path(path).name} starts from latent_avg but does not store one.")
-    encoder = PSPEncoder(config, latent_avg=latent_avg)
+    with _reading(path, what):
+        config = EncoderConfig.from_opts(opts, z_plus=z_plus)
+        if config.start_from_latent_avg and latent_avg is None:
+            raise CheckpointError(f"{Path(path).name} starts from latent_avg (its opts say so) but does not store "
+                                  "one; the file is incomplete, download it again.")
+        encoder = PSPEncoder(config, latent_avg=latent_avg)
     if latent_avg is not None:
         enc_state = {**{f"encoder.{k}": v for k, v in enc_state.items()}, "latent_avg": latent_avg}
     else:
@@ -163,10 +189,11 @@ def load_sampler(path: str | Path) -> ExtrinsicSampler:
     parts = {}
     for part in ("structure", "color"):
         state = take(obj, part, path, "a DualStyleGAN sampler.pt")
-        _ensure("lin_out.weight" in state and "lin1.weight" in state, path, "a DualStyleGAN sampler.pt")
-        out, hidden = state["lin_out.weight"].shape
-        noise_dim = state["lin1.weight"].shape[1]
-        parts[part] = SamplerConfig(rows=out // 512, noise_dim=noise_dim, style_dim=512, hidden_dim=hidden)
+        _require(state, ("lin1.weight", "lin_out.weight"), path, f"a DualStyleGAN sampler.pt (in its {part!r} part)")
+        with _reading(path, "a DualStyleGAN sampler.pt"):
+            out, hidden = state["lin_out.weight"].shape
+            noise_dim = state["lin1.weight"].shape[1]
+            parts[part] = SamplerConfig(rows=out // 512, noise_dim=noise_dim, style_dim=512, hidden_dim=hidden)
     sampler = ExtrinsicSampler(parts["structure"], parts["color"])
     for part in ("structure", "color"):
         _load_into(getattr(sampler, part), obj[part], f"{Path(path).name}['{part}']")

@@ -27,7 +27,7 @@ KINDS: dict[str, tuple[type[torch.nn.Module], type]] = {
 
 def kind_of(model: torch.nn.Module) -> str:
     for kind, (cls, _) in KINDS.items():
-        if type(model) is cls:
+        if isinstance(model, cls):  # also the official-named subclasses (``Backbone``)
             return kind
     raise TypeError(f"cannot save a {type(model).__name__}; known networks: {sorted(KINDS)}")
 

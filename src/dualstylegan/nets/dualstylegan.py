@@ -151,7 +151,7 @@ class DualStyleGAN(nn.Module):
                                truncation=truncation, truncation_latent=truncation_latent,
                                inject_index=inject_index)
         noise = g.resolve_noise(noise, randomize_noise)
-        w = [1.0] * 18 if interp_weights is None else [float(v) for v in interp_weights]
+        w = [1.0] * self.n_latent if interp_weights is None else [float(v) for v in interp_weights]
         if len(w) < self.n_latent:
             raise ValueError(f"interp_weights has {len(w)} entries; this model needs {self.n_latent}")
         if use_res and exstyles is None:

@@ -105,38 +105,30 @@ def _shortcut(in_channel: int, depth: int, stride: int) -> nn.Module:
 class bottleneck_IR(nn.Module):  # noqa: N801 (the official class name)
     """IR unit: BN → conv3×3 → PReLU → conv3×3 (stride) → BN, plus the shortcut."""
 
+    se = False  # squeeze-and-excitation at the end of the residual branch (``bottleneck_IR_SE``)
+
     def __init__(self, in_channel: int, depth: int, stride: int):
         super().__init__()
         self.shortcut_layer = _shortcut(in_channel, depth, stride)
-        self.res_layer = nn.Sequential(
+        layers = [
             nn.BatchNorm2d(in_channel),
             nn.Conv2d(in_channel, depth, (3, 3), (1, 1), 1, bias=False),
             nn.PReLU(depth),
             nn.Conv2d(depth, depth, (3, 3), stride, 1, bias=False),
             nn.BatchNorm2d(depth),
-        )
+        ]
+        if self.se:
+            layers.append(SEModule(depth, 16))
+        self.res_layer = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.res_layer(x) + self.shortcut_layer(x)
 
 
-class bottleneck_IR_SE(nn.Module):  # noqa: N801 (the official class name)
+class bottleneck_IR_SE(bottleneck_IR):  # noqa: N801 (the official class name)
     """IR-SE unit (SPEC.md §4): the IR residual followed by squeeze-and-excitation (reduction 16)."""
 
-    def __init__(self, in_channel: int, depth: int, stride: int):
-        super().__init__()
-        self.shortcut_layer = _shortcut(in_channel, depth, stride)
-        self.res_layer = nn.Sequential(
-            nn.BatchNorm2d(in_channel),
-            nn.Conv2d(in_channel, depth, (3, 3), (1, 1), 1, bias=False),
-            nn.PReLU(depth),
-            nn.Conv2d(depth, depth, (3, 3), stride, 1, bias=False),
-            nn.BatchNorm2d(depth),
-            SEModule(depth, 16),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.res_layer(x) + self.shortcut_layer(x)
+    se = True
 
 
 UNIT_MODULES = {"ir": bottleneck_IR, "ir_se": bottleneck_IR_SE}
@@ -216,7 +208,8 @@ class IdentityNet(nn.Module):
 
 
 class Backbone(IdentityNet):
-    """The official constructor signature: ``Backbone(input_size, num_layers, mode='ir', drop_ratio=0.4)``."""
+    """The official constructor's arguments, ``Backbone(input_size, num_layers, mode, drop_ratio, affine)``; the
+    defaults are those of ``model_ir_se50.pth`` (the official class defaults to mode 'ir', drop_ratio 0.4)."""
 
     def __init__(self, input_size: int = 112, num_layers: int = 50, mode: str = "ir_se", drop_ratio: float = 0.6,
                  affine: bool = True):
