@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 import numpy as np
 import pytest
 import torch
@@ -14,13 +13,9 @@ from dualstylegan.codes import CodeBank
 from dualstylegan.images import save_image
 from dualstylegan.nets.encoder import EncoderConfig, PSPEncoder
 from dualstylegan.nets.perceptual import LPIPS, VGG19Features
-from dualstylegan.train.destylize import (COLOR_KEEP_FROM, StyleImages, destylize, destylize_image,
-                                          load_destylized)
+from dualstylegan.train.destylize import COLOR_KEEP_FROM, StyleImages, destylize, destylize_image, load_destylized
 from dualstylegan.train.fit_sampler import augment_codes, default_epochs, fit_sampler
 from dualstylegan.train.refine_codes import refine_code, refine_codes
-
-needs_losses = pytest.mark.skipif(importlib.util.find_spec("dualstylegan.losses") is None,
-                                  reason="dualstylegan.losses is not there yet")
 
 
 # ------------------------------------------------------------------------------------------- fixtures
@@ -77,7 +72,6 @@ def cheap_id(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------- destylization
-@needs_losses
 def test_destylize_writes_official_banks_and_resumes(pack, lpips, style_images, tmp_path):
     counted = Counting(lpips)
     iters = 12
@@ -119,7 +113,6 @@ def test_destylize_writes_official_banks_and_resumes(pack, lpips, style_images, 
     assert counted.calls == iters
 
 
-@needs_losses
 def test_destylize_from_folder(pack, lpips, style_images, tmp_path):
     folder = tmp_path / "images"
     for name, img in style_images.items():
@@ -134,7 +127,6 @@ def test_destylize_from_folder(pack, lpips, style_images, tmp_path):
     assert CodeBank.load(tmp_path / "out" / "instyle_code.npy").names == ["a.jpg", "b.jpg"]
 
 
-@needs_losses
 def test_destylize_with_identity_loss(pack, lpips, style_images):
     """The real IdentityLoss (random IR-SE50) plugs in; the encoder must be the Z+ one."""
     from dualstylegan.losses import IdentityLoss
@@ -152,7 +144,6 @@ def test_destylize_with_identity_loss(pack, lpips, style_images):
 
 
 # ------------------------------------------------------------------------------------------- refinement
-@needs_losses
 def test_refine_lowers_reconstruction_loss(pack, lpips, tmp_path):
     dsg = pack["dsg"]
     exstyle = pack["exstyle"]

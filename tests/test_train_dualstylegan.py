@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 import math
 from pathlib import Path
 
@@ -24,9 +23,6 @@ from dualstylegan.train.pretrain import (INJECT_SCHEDULE, PretrainStage, Sampled
                                          inject_index_at, inject_schedule_steps, pretrain)
 
 SIZE = 64
-#: Stages II and III compute their losses with dualstylegan.losses (written separately).
-needs_losses = pytest.mark.skipif(importlib.util.find_spec("dualstylegan.losses") is None,
-                                  reason="dualstylegan.losses is not there yet")
 
 
 def ffhq_nets(seed: int = 0) -> tuple[Generator, Discriminator]:
@@ -108,7 +104,6 @@ def test_inject_schedule_follows_the_reference_split():
 
 
 # ------------------------------------------------------------------------------------------- stage II
-@needs_losses
 def test_stage2_trains_the_extrinsic_path_only_on_schedule(tmp_path, vgg):
     g, d = ffhq_nets()
     model = init_dualstylegan(g)
@@ -130,7 +125,6 @@ def test_stage2_trains_the_extrinsic_path_only_on_schedule(tmp_path, vgg):
     assert same(state_copy(stage.g_ema.generator), before["generator"])
 
 
-@needs_losses
 def test_stage2_vgg_loss_decreases_on_a_fixed_target(vgg):
     """With the same codes and noise every step (seeded), 20 G steps pull G(z₁, z₂) toward g(z⁺_l)."""
     g, d = ffhq_nets()
@@ -151,7 +145,6 @@ def test_stage2_vgg_loss_decreases_on_a_fixed_target(vgg):
     assert sum(losses[-5:]) / 5 < 0.8 * losses[0], losses
 
 
-@needs_losses
 def test_pretrain_writes_a_resumable_generator_pretrain_file(tmp_path, vgg):
     g, d = ffhq_nets()
     model = pretrain((g, d), tiny_encoder(), tmp_path, vgg, steps=2, batch=2, progress=False, tensorboard=False,
@@ -201,7 +194,6 @@ def run_finetune(pretrained_file: Path, out: Path, steps: int, vgg, **kw):
                     progress=False, tensorboard=False, sample_every=0, checkpoint_every=100, device="cpu", **kw)
 
 
-@needs_losses
 def test_stage3_steps_alternate_and_train_res_only(pretrained_file, vgg, tmp_path):
     nets = load_pretrain_checkpoint(pretrained_file)
     g, d, g_ema = nets["g"], nets["d"], nets["g_ema"]
@@ -226,7 +218,33 @@ def test_stage3_steps_alternate_and_train_res_only(pretrained_file, vgg, tmp_pat
     assert (tmp_path / "samples" / "000004.png").exists()
 
 
-@needs_losses
+def test_style_losses_read_vgg_once_and_match_the_separate_losses(pretrained_file, vgg):
+    """Contextual (relu3_1, h 0.2), feature matching and the paired perceptual L1 from one VGG pass per image."""
+    from dualstylegan import losses as L
+
+    class Counting(VGG19Features):
+        def forward(self, x, n_layers=5):
+            self.calls.append(n_layers)
+            return super().forward(x, n_layers)
+
+    counting = Counting()
+    counting.load_state_dict(vgg.state_dict())
+    counting.calls = []
+    nets = load_pretrain_checkpoint(pretrained_file)
+    stage = FinetuneStage(nets["g"], nets["d"], counting.eval(), cheap_id_loss, nets["g_ema"])
+    images = style_set().images
+    fake, target = images[:2].flip(3), images[1:3]
+    for paired in (False, True):
+        counting.calls.clear()
+        terms = stage.style_losses(fake, target, paired)
+        assert counting.calls == [3, 3]  # S, then the fake: relu1_1 … relu3_1
+        cx = L.ContextualLoss()(vgg(fake, 3)[2], vgg(target, 3)[2])
+        torch.testing.assert_close(terms["cx"], 0.25 * cx)
+        torch.testing.assert_close(terms["fm"], 0.25 * L.FeatureMatchingLoss(vgg)(fake, target))
+        assert ("perceptual" in terms) == paired
+    torch.testing.assert_close(terms["perceptual"], L.PerceptualLoss(vgg, (0, 0.5, 1, 0, 0))(fake, target))
+
+
 def test_paired_codes_recolor_rows_8_on_and_jitter_the_extrinsic_code(pretrained_file, vgg):
     nets = load_pretrain_checkpoint(pretrained_file)
     stage = FinetuneStage(nets["g"], nets["d"], vgg, cheap_id_loss, nets["g_ema"])
@@ -241,7 +259,6 @@ def test_paired_codes_recolor_rows_8_on_and_jitter_the_extrinsic_code(pretrained
     assert not random_codes["z_plus"] and random_codes["styles"][0].shape == (2, 512)
 
 
-@needs_losses
 def test_stage3_resume_is_exact_and_writes_an_official_generator(pretrained_file, vgg, tmp_path):
     straight = run_finetune(pretrained_file, tmp_path / "straight", 6, vgg)
     run_finetune(pretrained_file, tmp_path / "split", 4, vgg)

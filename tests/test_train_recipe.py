@@ -112,7 +112,7 @@ def markers(work: Path) -> dict[str, float]:
 
 @pytest.fixture(scope="module")
 def trained(assets, tmp_path_factory):
-    """One whole `dualstylegan train` run: (style dir, work dir, out dir, argv, stdout, seconds)."""
+    """One whole `dualstylegan train` run: {style dir, work dir, out dir, argv, stdout}."""
     import os
 
     root = tmp_path_factory.mktemp("run")

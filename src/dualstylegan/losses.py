@@ -2,8 +2,9 @@
 
 Feature networks are arguments, never loaded here: :class:`~dualstylegan.nets.perceptual.VGG19Features` for the
 perceptual, feature-matching and contextual losses, :class:`~dualstylegan.nets.encoder.IdentityNet` (IR-SE50) for
-the identity loss. Images are (B, 3, H, W) in [−1, 1]; callers pool them to the loss resolution (256) first, as the
-reference does with ``F.adaptive_avg_pool2d(x, 256)`` — except :class:`IdentityLoss`, which pools itself (pSp).
+the identity loss. Images are (B, 3, H, W) in [−1, 1]; callers pool them to the loss resolution first
+(:func:`pool_to`, :data:`LOSS_SIZE` = 256, as the reference does with ``F.adaptive_avg_pool2d(x, 256)``) — except
+:class:`IdentityLoss`, which pools itself (pSp).
 
 Where a loss compares a generated image with a target, the target's side carries no gradient (the reference passes
 ``real_feats[i].detach()`` / computes them under ``no_grad``).
@@ -32,6 +33,10 @@ STAGE3_VGG_WEIGHTS: tuple[float, ...] = (0.0, 0.5, 1.0, 0.0, 0.0)
 FEATURE_MATCHING_LAYERS: tuple[int, ...] = (1, 2)
 #: VGG19Features output of the contextual loss: relu3_1.
 CONTEXTUAL_LAYER: int = 2
+#: Band width h of the contextual loss (stage III and code refinement).
+CX_BAND_WIDTH: float = 0.2
+#: Images are average-pooled to this size before the VGG / LPIPS / ID losses (the reference's ``(x, 256)`` pools).
+LOSS_SIZE = 256
 
 #: The ID loss's face region in a 256² aligned image (rows, columns) [criteria/id_loss.py].
 ID_IMAGE_SIZE = 256
@@ -40,6 +45,11 @@ ID_FACE_SIZE = 112
 
 #: Eq. (1)/(5) of the contextual loss: ε of the relative distance and of the log.
 CX_EPS = 1e-5
+
+
+def pool_to(x: torch.Tensor, size: int = LOSS_SIZE) -> torch.Tensor:
+    """Average-pool images larger than ``size``² down to it (smaller ones are left as they are)."""
+    return F.adaptive_avg_pool2d(x, size) if x.shape[-1] > size or x.shape[-2] > size else x
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -135,8 +145,9 @@ class IdentityLoss(nn.Module):
 # --------------------------------------------------------------------------------------------------------------
 # VGG19 feature losses
 
-def _vgg_features(vgg: nn.Module, x: torch.Tensor, n_layers: int) -> list[torch.Tensor]:
-    """The first ``n_layers`` outputs of ``vgg`` (VGG19Features stops early; any other callable → list)."""
+def vgg_features(vgg: nn.Module, x: torch.Tensor, n_layers: int = 5) -> list[torch.Tensor]:
+    """The first ``n_layers`` outputs of ``vgg`` (relu1_1 …): a VGG19Features stops early, any other callable
+    returning the list of five is cut."""
     from .nets.perceptual import VGG19Features
 
     if isinstance(vgg, VGG19Features):
@@ -144,17 +155,16 @@ def _vgg_features(vgg: nn.Module, x: torch.Tensor, n_layers: int) -> list[torch.
     return list(vgg(x))[:n_layers]
 
 
+def _sum(terms: Sequence[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+    """terms[0] + terms[1] + … (a 0-d zero like ``like`` for no terms)."""
+    return sum(terms[1:], terms[0]) if terms else like.new_zeros(())
+
+
 def perceptual_l1(feats_x: Sequence[torch.Tensor], feats_y: Sequence[torch.Tensor],
                   weights: Sequence[float]) -> torch.Tensor:
     """Σᵢ wᵢ · L1(φᵢ(x), φᵢ(y)) (mean absolute difference per layer) over the layers with wᵢ > 0; φ(y) detached."""
-    total = None
-    for w, fx, fy in zip(weights, feats_x, feats_y):
-        if w > 0:
-            term = F.l1_loss(fx, fy.detach()) * w
-            total = term if total is None else total + term
-    if total is None:
-        return feats_x[0].new_zeros(())
-    return total
+    terms = [F.l1_loss(fx, fy.detach()) * w for w, fx, fy in zip(weights, feats_x, feats_y) if w > 0]
+    return _sum(terms, feats_x[0])
 
 
 class PerceptualLoss(nn.Module):
@@ -179,11 +189,11 @@ class PerceptualLoss(nn.Module):
         if self.n_layers == 0:
             return x.new_zeros(())
         with torch.no_grad():
-            feats_y = _vgg_features(self.vgg, y, self.n_layers)
-        return perceptual_l1(_vgg_features(self.vgg, x, self.n_layers), feats_y, self.weights)
+            feats_y = vgg_features(self.vgg, y, self.n_layers)
+        return perceptual_l1(vgg_features(self.vgg, x, self.n_layers), feats_y, self.weights)
 
 
-def contextual_loss(x: torch.Tensor, y: torch.Tensor, band_width: float = 0.2,
+def contextual_loss(x: torch.Tensor, y: torch.Tensor, band_width: float = CX_BAND_WIDTH,
                     loss_type: str = "cosine") -> torch.Tensor:
     """Contextual loss (Mechrez et al. 2018) between feature maps x, y (N, C, H, W), exactly as the reference's
     ``model/contextual_loss/functional.py`` (cosine distance).
@@ -218,7 +228,7 @@ class ContextualLoss(nn.Module):
     """:func:`contextual_loss` as a module on **feature maps** (the reference applies it to VGG19 relu3_1,
     :data:`CONTEXTUAL_LAYER`, band width 0.2): ``forward(x_feat, y_feat)``, y the target (detached)."""
 
-    def __init__(self, band_width: float = 0.2, loss_type: str = "cosine"):
+    def __init__(self, band_width: float = CX_BAND_WIDTH, loss_type: str = "cosine"):
         super().__init__()
         if loss_type != "cosine":
             raise ValueError(f"only loss_type='cosine' is implemented (the reference's), got {loss_type!r}")
@@ -237,15 +247,8 @@ def feature_matching(feats_x: Sequence[torch.Tensor], feats_y: Sequence[torch.Te
                      layers: Sequence[int] = FEATURE_MATCHING_LAYERS) -> torch.Tensor:
     """Σ over ``layers`` of MSE(mean_hw φ_l(x), mean_hw φ_l(y)): the feature-matching ("style") loss compares the
     global-average-pooled (adaptive_avg_pool2d(·, 1)) features, i.e. channel means; φ(y) detached."""
-    total = None
-    for layer in layers:
-        fx = feats_x[layer].mean(dim=(2, 3))
-        fy = feats_y[layer].detach().mean(dim=(2, 3))
-        term = F.mse_loss(fx, fy)
-        total = term if total is None else total + term
-    if total is None:
-        return feats_x[0].new_zeros(())
-    return total
+    terms = [F.mse_loss(feats_x[i].mean(dim=(2, 3)), feats_y[i].detach().mean(dim=(2, 3))) for i in layers]
+    return _sum(terms, feats_x[0])
 
 
 class FeatureMatchingLoss(nn.Module):
@@ -263,8 +266,8 @@ class FeatureMatchingLoss(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            feats_y = _vgg_features(self.vgg, y, self.n_layers)
-        return feature_matching(_vgg_features(self.vgg, x, self.n_layers), feats_y, self.layers)
+            feats_y = vgg_features(self.vgg, y, self.n_layers)
+        return feature_matching(vgg_features(self.vgg, x, self.n_layers), feats_y, self.layers)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -329,8 +332,8 @@ def get_lr(t: float, initial_lr: float, rampdown: float = 0.25, rampup: float = 
     return initial_lr * ramp
 
 
-__all__ = ["CONTEXTUAL_LAYER", "ContextualLoss", "FEATURE_MATCHING_LAYERS", "FeatureMatchingLoss", "ID_CROP",
-           "IdentityLoss", "PerceptualLoss", "STAGE2_VGG_WEIGHTS", "STAGE3_VGG_WEIGHTS", "contextual_loss",
-           "d_logistic_loss", "d_r1_loss", "feature_matching", "g_nonsaturating_loss", "g_path_regularize",
-           "get_lr", "latent_std_regularizer", "modres_l2", "noise_normalize_", "noise_regularize",
-           "perceptual_l1"]
+__all__ = ["CONTEXTUAL_LAYER", "CX_BAND_WIDTH", "FEATURE_MATCHING_LAYERS", "ID_CROP", "LOSS_SIZE", "STAGE2_VGG_WEIGHTS",
+           "STAGE3_VGG_WEIGHTS", "ContextualLoss", "FeatureMatchingLoss", "IdentityLoss", "PerceptualLoss",
+           "contextual_loss", "d_logistic_loss", "d_r1_loss", "feature_matching", "g_nonsaturating_loss",
+           "g_path_regularize", "get_lr", "latent_std_regularizer", "modres_l2", "noise_normalize_", "noise_regularize",
+           "perceptual_l1", "pool_to", "vgg_features"]

@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..codes import CodeBank
+from ..losses import LOSS_SIZE, pool_to
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,6 @@ NOISE_WEIGHT = 1e5
 DESTYLIZE_TRUNCATION = 0.7
 #: Rows of ẑ⁺ and z_i⁺ from this one on are taken from z_e⁺ (the reference's ``[:, 8:18]``; "color kept").
 COLOR_KEEP_FROM = 8
-#: The images are compared (LPIPS, ID) and encoded at this size; larger renderings are average-pooled to it.
-LOSS_SIZE = 256
 INSTYLE_NAME = "instyle_code.npy"
 EXSTYLE_NAME = "exstyle_code.npy"
 
@@ -53,11 +51,6 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 # ------------------------------------------------------------------------------------------- helpers
-def pool_to(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Average-pool images larger than ``size``² down to it (smaller ones are left as they are)."""
-    return F.adaptive_avg_pool2d(x, size) if x.shape[-1] > size or x.shape[-2] > size else x
-
-
 def as_image_batch(image: torch.Tensor, name: str = "image") -> torch.Tensor:
     """(3, H, W) or (1, 3, H, W) float in [−1, 1] → (1, 3, H, W) float32; a square image is required."""
     t = torch.as_tensor(image)
@@ -324,6 +317,6 @@ def destylize(images: ImageInput, encoder: nn.Module, g_prime: nn.Module, g: nn.
     return instyle, exstyle
 
 
-__all__ = ["COLOR_KEEP_FROM", "DESTYLIZE_ITERATIONS", "DESTYLIZE_LR", "DESTYLIZE_TRUNCATION", "Destylized",
-           "EXSTYLE_NAME", "ID_WEIGHT", "INSTYLE_NAME", "NOISE_WEIGHT", "StyleImages", "destylize",
-           "destylize_image", "load_destylized"]
+__all__ = ["COLOR_KEEP_FROM", "DESTYLIZE_ITERATIONS", "DESTYLIZE_LR", "DESTYLIZE_TRUNCATION", "EXSTYLE_NAME",
+           "ID_WEIGHT", "INSTYLE_NAME", "NOISE_WEIGHT", "Destylized", "StyleImages", "destylize", "destylize_image",
+           "load_destylized"]

@@ -17,6 +17,12 @@ path small (the "content" loss with λ_ID). Only ``res`` and ``style`` train, wi
 path-length regularisers and ADA (on, as in the README's ``--augment`` runs) as in StyleGAN2.
 
 (λ_ID, λ_reg) per style: :data:`STYLE_PRESETS`. The result is the style's ``generator.pt`` {'g_ema': state dict}.
+
+Deliberate differences from the reference: a step's exemplars are the loop's batch (every exemplar once per epoch,
+the same ones for the D and the G phase, and in random-content steps the mirrored S are D's reals) where the
+reference draws exemplars with replacement for each phase apart and takes D's reals from its lmdb loader; and the
+content image of the ID loss, G(z) without the extrinsic path, uses the same inject index as G(z, z_e⁺) (the
+reference lets each generator call draw its own, so its ID loss compares two different style mixings).
 """
 from __future__ import annotations
 
@@ -29,11 +35,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..losses import STAGE3_VGG_WEIGHTS
 from ..nets.dualstylegan import DualStyleGAN
 from ..nets.stylegan2 import Discriminator
-from .finetune_stylegan import mixing_noise
-from .loop import LoopConfig, TrainLoop
-from .loop import default_device
+from .loop import LoopConfig, TrainLoop, as_networks, default_device, mixing_noise
 from .pretrain import DualStyleGANStage, load_vgg
 
 #: (λ_ID, λ_reg) of the paper's styles; other styles get :data:`DEFAULT_PRESET` (the reference's argparse defaults).
@@ -41,7 +46,7 @@ STYLE_PRESETS: dict[str, tuple[float, float]] = {"cartoon": (1.0, 0.015), "caric
                                                  "anime": (1.0, 0.02)}
 DEFAULT_PRESET: tuple[float, float] = (1.0, 0.01)
 #: Perceptual VGG19 L1 weights (relu1_1 … relu5_1) of the paired steps.
-FINETUNE_VGG_WEIGHTS = (0.0, 0.5, 1.0, 0.0, 0.0)
+FINETUNE_VGG_WEIGHTS = STAGE3_VGG_WEIGHTS
 #: Rows of the intrinsic code from this one on are re-drawn N(0, 1) in paired steps (``random_ind=8``).
 RECOLOR_FROM = 8
 #: Stage-III steps of the README's runs (``--iter 1500``; the paper uses the 1400-step snapshot for cartoons).
@@ -144,20 +149,20 @@ class FinetuneStage(DualStyleGANStage):
     read its features. ``id_loss``: a callable (fake, content) → identity loss (e.g.
     ``losses.IdentityLoss(IdentityNet)``) or None when ``lambda_id`` is 0. ``style`` picks (λ_ID, λ_reg) from
     :data:`STYLE_PRESETS`; ``lambda_id`` / ``lambda_reg`` override it. ``sample_exstyles``: Z+ codes for the sample
-    grid (e.g. the first exemplars' z_e⁺).
+    grid (e.g. the exemplars' z_e⁺; the first ``n_sample`` are used). ``kwargs``: the schedule of
+    :class:`~.loop.GANStage` (lr, r1, d_reg_every, …, ADA on by default as in the README's ``--augment`` runs).
     """
 
     name = "finetune_dualstylegan"
 
-    def __init__(self, g: DualStyleGAN, d: Discriminator, vgg: nn.Module,
+    def __init__(self, g: DualStyleGAN, d: Discriminator, vgg: nn.Module | None,
                  id_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
                  g_ema: DualStyleGAN | None = None, *, style: str | None = None, lambda_id: float | None = None,
                  lambda_reg: float | None = None, cx_weight: float = 0.25, fm_weight: float = 0.25,
                  perc_weight: float = 1.0, vgg_weights: Sequence[float] = FINETUNE_VGG_WEIGHTS,
                  subspace_freq: int = 2, subspace_std: float = 0.1, recolor_from: int = RECOLOR_FROM,
-                 contextual: Callable | None = None, feature_matching: Callable | None = None,
-                 perceptual: Callable | None = None, augment: bool = True,
-                 sample_exstyles: torch.Tensor | None = None, n_sample: int = 9, sample_seed: int = 0, **kwargs: Any):
+                 augment: bool = True, sample_exstyles: torch.Tensor | None = None, n_sample: int = 9,
+                 sample_seed: int = 0, **kwargs: Any):
         super().__init__(g, d, g_ema, augment=augment, **kwargs)
         preset_id, preset_reg = style_preset(style)
         self.style_name = style
@@ -168,35 +173,19 @@ class FinetuneStage(DualStyleGANStage):
                              "model_ir_se50.pth); give id_loss= or set lambda_id=0.")
         if subspace_freq < 1:
             raise ValueError("subspace_freq must be >= 1")
-        self.vgg, self.id_loss = vgg, id_loss
-        if isinstance(vgg, nn.Module):
-            vgg.eval().requires_grad_(False)
-        if isinstance(id_loss, nn.Module):
-            id_loss.eval().requires_grad_(False)
         self.cx_weight, self.fm_weight, self.perc_weight = float(cx_weight), float(fm_weight), float(perc_weight)
         self.vgg_weights = tuple(float(w) for w in vgg_weights)
-        self.subspace_freq, self.subspace_std = int(subspace_freq), float(subspace_std)
-        self.recolor_from = int(recolor_from)
-        self._build_losses(contextual, feature_matching, perceptual)
-        self.n_sample, self.sample_seed = int(n_sample), int(sample_seed)
-        self.sample_exstyles = sample_exstyles
-
-    def _build_losses(self, contextual, feature_matching, perceptual) -> None:
-        """Image-level loss callables (fake, target) → scalar; the defaults read ``self.vgg``."""
-        from ..losses import ContextualLoss, FeatureMatchingLoss, PerceptualLoss
-
-        needs_vgg = [w for w, given in ((self.cx_weight, contextual), (self.fm_weight, feature_matching),
-                                        (self.perc_weight, perceptual)) if w > 0 and given is None]
-        if needs_vgg and not isinstance(self.vgg, nn.Module):
+        if vgg is None and max(self.cx_weight, self.fm_weight, self.perc_weight) > 0:
             raise ValueError("stage III needs the VGG19 feature network (VGG19Features with ImageNet weights) for "
                              "its contextual, feature-matching and perceptual losses.")
-        if contextual is None and self.cx_weight > 0:
-            contextual = _OnLayer(self.vgg, ContextualLoss(band_width=0.2), layer=2)
-        if feature_matching is None and self.fm_weight > 0:
-            feature_matching = FeatureMatchingLoss(self.vgg)
-        if perceptual is None and self.perc_weight > 0:
-            perceptual = PerceptualLoss(self.vgg, list(self.vgg_weights))
-        self.contextual, self.feature_matching, self.perceptual = contextual, feature_matching, perceptual
+        self.vgg, self.id_loss = vgg, id_loss
+        for net in (vgg, id_loss):
+            if isinstance(net, nn.Module):
+                net.eval().requires_grad_(False)
+        self.subspace_freq, self.subspace_std = int(subspace_freq), float(subspace_std)
+        self.recolor_from = int(recolor_from)
+        self.sample_seed = int(sample_seed)
+        self.sample_exstyles = sample_exstyles[:n_sample] if sample_exstyles is not None else None
 
     # ------------------------------------------------------------------------------------ codes
     def paired(self, step: int) -> bool:
@@ -246,17 +235,38 @@ class FinetuneStage(DualStyleGANStage):
             fake = self.generate(self.draw(batch, step))
         return self.d_adversarial(self.d_real(batch, step), fake)
 
+    def vgg_depth(self, paired: bool) -> int:
+        """How many VGG19 outputs (relu1_1 …) the style losses of a step read."""
+        from ..losses import CONTEXTUAL_LAYER, FEATURE_MATCHING_LAYERS
+
+        depth = 0
+        if self.cx_weight > 0:
+            depth = CONTEXTUAL_LAYER + 1
+        if self.fm_weight > 0:
+            depth = max(depth, max(FEATURE_MATCHING_LAYERS) + 1)
+        if paired and self.perc_weight > 0:
+            depth = max(depth, max((i + 1 for i, w in enumerate(self.vgg_weights) if w > 0), default=0))
+        return depth
+
     def style_losses(self, fake: torch.Tensor, target: torch.Tensor, paired: bool) -> dict[str, torch.Tensor]:
-        """Style loss against the exemplar S — contextual (relu3_1) · cx_weight + feature matching (pooled relu2_1,
-        relu3_1) · fm_weight — and on paired steps the perceptual L1 (weights 0, 0.5, 1, 0, 0) · perc_weight."""
-        target = target.detach()
+        """Style loss against the exemplar S — contextual (cosine, band width 0.2, relu3_1) · cx_weight + feature
+        matching (MSE of the pooled relu2_1, relu3_1) · fm_weight — and on paired steps the perceptual L1 (weights
+        0, 0.5, 1, 0, 0) · perc_weight; the VGG19 features of the fake and of S are computed once, as the reference."""
+        from ..losses import CONTEXTUAL_LAYER, contextual_loss, feature_matching, perceptual_l1, vgg_features
+
+        depth = self.vgg_depth(paired)
+        if depth == 0:
+            return {}
+        with torch.no_grad():
+            real_feats = vgg_features(self.vgg, target, depth)
+        fake_feats = vgg_features(self.vgg, fake, depth)
         terms: dict[str, torch.Tensor] = {}
         if self.cx_weight > 0:
-            terms["cx"] = self.contextual(fake, target) * self.cx_weight
+            terms["cx"] = contextual_loss(fake_feats[CONTEXTUAL_LAYER], real_feats[CONTEXTUAL_LAYER]) * self.cx_weight
         if self.fm_weight > 0:
-            terms["fm"] = self.feature_matching(fake, target) * self.fm_weight
+            terms["fm"] = feature_matching(fake_feats, real_feats) * self.fm_weight
         if paired and self.perc_weight > 0:
-            terms["perceptual"] = self.perceptual(fake, target) * self.perc_weight
+            terms["perceptual"] = perceptual_l1(fake_feats, real_feats, self.vgg_weights) * self.perc_weight
         return terms
 
     def g_loss(self, batch: Mapping[str, torch.Tensor], step: int):
@@ -290,20 +300,6 @@ class FinetuneStage(DualStyleGANStage):
         z = torch.randn(ex.shape[0], self.style_dim, generator=gen).to(self.device)
         image, _ = self.g_ema([z], self.g_ema.map_extrinsic(ex), use_res=True, randomize_noise=False)
         return image
-
-
-class _OnLayer(nn.Module):
-    """A feature-level loss (e.g. the contextual loss) applied to one VGG layer of two images."""
-
-    def __init__(self, vgg: nn.Module, loss: Callable, layer: int):
-        super().__init__()
-        self.vgg, self.loss, self.layer = vgg, loss, layer
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        n = self.layer + 1
-        with torch.no_grad():
-            fy = self.vgg(y, n)[self.layer]
-        return self.loss(self.vgg(x, n)[self.layer], fy)
 
 
 # ------------------------------------------------------------------------------------------- one call
@@ -363,18 +359,9 @@ def finetune(pretrained: str | os.PathLike | Sequence[nn.Module] | Mapping[str, 
     from .. import official
 
     device = device or default_device()
-    if isinstance(pretrained, (str, os.PathLike)):
-        nets = load_pretrain_checkpoint(pretrained)
-    elif isinstance(pretrained, Mapping):
-        nets = dict(pretrained)
-    else:
-        mods = list(pretrained)
-        if len(mods) not in (2, 3):
-            raise ValueError("give the pre-trained DualStyleGAN as a file, (g, d) or (g, d, g_ema)")
-        nets = {"g": mods[0], "d": mods[1], "g_ema": mods[2] if len(mods) == 3 else None}
+    nets = as_networks(pretrained, load_pretrain_checkpoint, "the pre-trained DualStyleGAN")
     g, d = nets["g"].to(device).train(), nets["d"].to(device).train()
-    g_ema = nets.get("g_ema")
-    g_ema = g_ema.to(device).eval() if g_ema is not None else None
+    g_ema = nets["g_ema"].to(device).eval() if nets["g_ema"] is not None else None
     if not isinstance(style_set, StyleSet):
         if exstyle_codes is None or instyle_codes is None:
             raise ValueError("a style image folder needs exstyle_codes and instyle_codes (the destylization's "
@@ -384,13 +371,11 @@ def finetune(pretrained: str | os.PathLike | Sequence[nn.Module] | Mapping[str, 
         style_set.device = torch.device(device)
     if style_set.images.shape[-1] != g.size:
         raise ValueError(f"the style images are {style_set.images.shape[-1]}² but the generator makes {g.size}²")
-    vgg = load_vgg(vgg)
-    if isinstance(vgg, nn.Module):
-        vgg = vgg.to(device).eval()
+    vgg = load_vgg(vgg, device)
     id_fn = load_id_loss(id_loss)
     if isinstance(id_fn, nn.Module):
         id_fn = id_fn.to(device).eval()
-    stage_kwargs.setdefault("sample_exstyles", style_set.exstyles[:stage_kwargs.get("n_sample", 9)])
+    stage_kwargs.setdefault("sample_exstyles", style_set.exstyles)
     stage = FinetuneStage(g, d, vgg, id_fn, g_ema, style=style, **stage_kwargs)
     for key in ("g", "d"):
         if f"{key}_optim" in nets:  # the reference resumes the stage-II optimizers

@@ -55,11 +55,16 @@ def _code_tensor(codes: CodeBank | Mapping[str, torch.Tensor] | torch.Tensor) ->
     return t.cpu()
 
 
+def augmented_count(n: int, augment_to: int = AUGMENT_TO) -> int:
+    """How many codes :func:`augment_codes` makes of ``n``: ⌊augment_to / n⌋·n (at least n)."""
+    n = max(1, int(n))
+    return max(1, augment_to // n) * n
+
+
 def augment_codes(codes: torch.Tensor, augment_to: int = AUGMENT_TO, jitter: float = JITTER,
                   generator: torch.Generator | None = None) -> torch.Tensor:
     """Flattened codes (N, D) → (⌊augment_to / N⌋·N, D) (at least N): repeated, plus N(0, jitter²) noise."""
-    repeats = max(1, augment_to // codes.shape[0])
-    base = codes.repeat(repeats, 1)
+    base = codes.repeat(augmented_count(codes.shape[0], augment_to) // codes.shape[0], 1)
     return base + jitter * torch.randn(base.shape, generator=generator, dtype=base.dtype)
 
 
@@ -143,4 +148,5 @@ def fit_sampler(codes: CodeBank | Mapping[str, torch.Tensor] | torch.Tensor, epo
     return sampler.cpu().eval()
 
 
-__all__ = ["AUGMENT_TO", "JITTER", "augment_codes", "default_epochs", "fit_sampler", "fit_style_sampler"]
+__all__ = ["AUGMENT_TO", "JITTER", "augment_codes", "augmented_count", "default_epochs", "fit_sampler",
+           "fit_style_sampler"]

@@ -251,16 +251,13 @@ def _lpips_is_full(path: Path) -> bool:
 
 # ------------------------------------------------------------------------------------------- settings
 def _reference_defaults() -> dict[str, int]:
-    import inspect
-
     from .destylize import DESTYLIZE_ITERATIONS
     from .finetune import FINETUNE_STEPS
-    from .finetune_stylegan import finetune_stylegan
+    from .finetune_stylegan import FINETUNE_STYLEGAN_STEPS
     from .pretrain import PRETRAIN_STEPS
     from .refine_codes import REFINE_ITERATIONS
 
-    g_prime = inspect.signature(finetune_stylegan).parameters["steps"].default  # the reference's 600
-    return {"finetune_stylegan_iters": g_prime, "destylize_iters": DESTYLIZE_ITERATIONS,
+    return {"finetune_stylegan_iters": FINETUNE_STYLEGAN_STEPS, "destylize_iters": DESTYLIZE_ITERATIONS,
             "pretrain_iters": PRETRAIN_STEPS, "finetune_iters": FINETUNE_STEPS, "refine_iters": REFINE_ITERATIONS}
 
 
@@ -324,11 +321,11 @@ class RecipeConfig:
         return max(1, round(int(value) * self.scale))
 
     def sampler_epochs_for(self, n_codes: int) -> int:
-        from .fit_sampler import AUGMENT_TO, default_epochs
+        from .fit_sampler import augmented_count, default_epochs
 
         epochs = self.sampler_epochs
         if epochs is None:
-            epochs = default_epochs(max(1, AUGMENT_TO // max(1, n_codes)) * max(1, n_codes))
+            epochs = default_epochs(augmented_count(n_codes))
         return max(1, round(int(epochs) * self.scale))
 
     def preset(self, name: str | None) -> tuple[float, float]:

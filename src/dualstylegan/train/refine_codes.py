@@ -19,8 +19,9 @@ import torch
 from torch import nn
 
 from ..codes import CodeBank
-from .destylize import (ImageInput, LossFn, StyleImages, as_image_batch, fresh_noise, frozen, module_device,
-                        pool_to, record_path)
+from ..losses import CONTEXTUAL_LAYER, LOSS_SIZE, pool_to, vgg_features
+from .destylize import (NOISE_WEIGHT, ImageInput, LossFn, StyleImages, as_image_batch, fresh_noise, frozen,
+                        module_device, record_path)
 
 log = logging.getLogger(__name__)
 
@@ -29,21 +30,13 @@ REFINE_ITERATIONS = 100
 LR_COLOR = 0.1
 LR_STRUCTURE = 0.005
 LR_NOISE = 0.1
-NOISE_WEIGHT = 1e5
 CONTEXTUAL_WEIGHT = 1.0
-#: The contextual loss reads this VGG19 output (0 = relu1_1 … 4 = relu5_1): relu3_1.
-CONTEXTUAL_LAYER = 2
-LOSS_SIZE = 256
 REFINED_NAME = "refined_exstyle_code.npy"
 
 
-def _vgg_features(vgg: Callable, x: torch.Tensor) -> torch.Tensor:
-    """relu3_1 of ``vgg`` (a :class:`~dualstylegan.nets.perceptual.VGG19Features` or any callable → list)."""
-    from ..nets.perceptual import VGG19Features
-
-    if isinstance(vgg, VGG19Features):
-        return vgg(x, n_layers=CONTEXTUAL_LAYER + 1)[CONTEXTUAL_LAYER]
-    return vgg(x)[CONTEXTUAL_LAYER]
+def _relu3_1(vgg: Callable, x: torch.Tensor) -> torch.Tensor:
+    """The contextual loss's VGG19 features (relu3_1) of ``x``."""
+    return vgg_features(vgg, x, CONTEXTUAL_LAYER + 1)[CONTEXTUAL_LAYER]
 
 
 def _code(bank: Mapping[str, torch.Tensor] | CodeBank, name: str, what: str) -> torch.Tensor:
@@ -65,14 +58,15 @@ def refine_code(generator: nn.Module, instyle: torch.Tensor, exstyle: torch.Tens
     ``generator``: the fine-tuned :class:`~dualstylegan.nets.dualstylegan.DualStyleGAN` (fixed); it renders
     G([z_i⁺], map(z_e⁺), z_plus_latent=True, use_res=True) with ``interp_weights`` (default all ones, as the
     reference). Rows 0…res_index are structure rows, the rest color rows. ``contextual(x_feat, y_feat)`` defaults
-    to :class:`dualstylegan.losses.ContextualLoss` (band width 0.2); ``vgg`` None drops the contextual term.
+    to :class:`dualstylegan.losses.ContextualLoss` (cosine, band width 0.2, on relu3_1); ``vgg`` None drops the
+    contextual term.
     """
     from ..losses import noise_normalize_, noise_regularize
 
     if contextual is None and vgg is not None:
         from ..losses import ContextualLoss
 
-        contextual = ContextualLoss(band_width=0.2)
+        contextual = ContextualLoss()
     device = module_device(generator)
     n_structure = generator.res_index + 1
     instyle = instyle.to(device, torch.float32)
@@ -85,7 +79,7 @@ def refine_code(generator: nn.Module, instyle: torch.Tensor, exstyle: torch.Tens
     history: dict[str, list[float]] = {k: [] for k in ("perceptual", "contextual", "noise", "loss")}
 
     with frozen(generator, lpips, vgg, contextual):
-        real_feat = _vgg_features(vgg, target).detach() if vgg is not None else None
+        real_feat = _relu3_1(vgg, target).detach() if vgg is not None else None
         structure = exstyle[:, :n_structure].clone().requires_grad_(True)
         color = exstyle[:, n_structure:].clone().requires_grad_(True)
         noises = [n.to(device).detach().requires_grad_(True) for n in fresh_noise(generator, seed)]
@@ -105,7 +99,7 @@ def refine_code(generator: nn.Module, instyle: torch.Tensor, exstyle: torch.Tens
             if before is None:
                 before = fake.detach()
             l_perc = lpips(fake, target).sum()
-            l_cx = (contextual(_vgg_features(vgg, fake), real_feat) if vgg is not None
+            l_cx = (contextual(_relu3_1(vgg, fake), real_feat) if vgg is not None
                     else fake.new_zeros(()))
             l_noise = noise_regularize(noises)
             loss = l_perc + contextual_weight * l_cx + noise_weight * l_noise
