@@ -18,6 +18,7 @@ import torch
 from PIL import Image, ImageOps
 
 from dualstylegan import cli, faces
+from dualstylegan.codes import CodeBank
 from dualstylegan.images import load_image, make_grid, to_image, to_tensor
 
 STYLE = "tiny"  # the tiny pack's style name (conftest.build_tiny_pack)
@@ -277,8 +278,12 @@ def test_no_face_is_one_sentence(capsys, tiny_pack, tmp_path):
     rc, out, err = transfer(capsys, tiny_pack, flat, out=tmp_path / "out", align=True)
     assert rc == 1 and "1 of 1 photo(s) failed" in out
     line = one_line(err)
-    assert line.startswith(f"skipped {flat}: ") and "no face" in line
+    assert line.startswith(f"skipped {flat}: ") and f"no face was found in {flat}" in line and "--no-align" in line
     assert files_in(tmp_path / "out") == []
+    rc, out, err = transfer(capsys, tiny_pack, flat, "--exemplar", flat, out=tmp_path / "out", align=True)
+    assert rc == 1 and out == ""
+    assert one_line(err).startswith(f"error: no face was found in {flat};")  # which file: the exemplar
+    assert not (tmp_path / "out").exists()
 
 
 # ------------------------------------------------------------------------------------------------ fatal problems
@@ -293,8 +298,11 @@ def test_no_face_is_one_sentence(capsys, tiny_pack, tmp_path):
     (["--paste-back"], "--paste-back needs face alignment"),
     (["--dtype", "float16"], "float16"),
     (["--exemplar", "nowhere.png"], "does not exist"),
+    (["--exemplar", "nowhere.png", "--style-id", "1"], "either --style-id or --exemplar"),
+    (["--truncation", "nan"], "truncation must be a finite number"),
 ], ids=["style-id", "negative-style-id", "weights-length", "weight-value", "structure-value", "color-value",
-        "weights-and-structure", "paste-back-without-alignment", "float16-on-cpu", "missing-exemplar"])
+        "weights-and-structure", "paste-back-without-alignment", "float16-on-cpu", "missing-exemplar",
+        "style-id-and-exemplar", "nan-truncation"])
 def test_fatal_problem_is_one_sentence(capsys, tiny_pack, photo, tmp_path, options, words):
     rc, out, err = transfer(capsys, tiny_pack, photo, *options, out=tmp_path / "out")
     assert rc == 1 and out == ""
@@ -336,7 +344,9 @@ def _stylegan2_file(path: Path) -> None:
     (lambda style: (style / "generator.pt").write_bytes((style / "generator.pt").read_bytes()[:100_000]),
      "truncated"),
     (lambda style: (style / "exstyle_code.npy").unlink(), "exstyle_code.npy"),
-], ids=["stylegan2-as-dualstylegan", "encoder-as-generator", "truncated-generator", "no-codes"])
+    (lambda style: CodeBank({"a.jpg": np.zeros((1, 18, 512), np.float32)}).save(style / "exstyle_code.npy"),
+     "come from different models"),
+], ids=["stylegan2-as-dualstylegan", "encoder-as-generator", "truncated-generator", "no-codes", "foreign-codes"])
 def test_wrong_checkpoint_is_one_sentence(capsys, tiny_pack, photo, tmp_path, damage, words):
     style = copy_pack(tiny_pack, tmp_path / "pack")
     damage(style)
@@ -408,6 +418,12 @@ def test_same_stem_photos_do_not_collide(capsys, tiny_pack, pipe, tmp_path):
                                   library(pipe, photos / "me.bmp", 0))
 
 
+def test_a_photo_given_twice_is_stylised_once(capsys, tiny_pack, photo, tmp_path):
+    rc, out, err = transfer(capsys, tiny_pack, photo, photo, out=tmp_path / "out")
+    assert rc == 0 and err == "" and out.startswith("1 portrait(s)")
+    assert files_in(tmp_path / "out") == [f"face_{STYLE}_000.png"]
+
+
 def test_outputs_are_never_overwritten_without_overwrite(capsys, tiny_pack, pipe, photo, tmp_path):
     out = tmp_path / "out"
     target = out / f"face_{STYLE}_000.png"
@@ -474,6 +490,12 @@ def test_generate(capsys, tiny_pack, pipe, tmp_path):
                               pixels(Image.open(tmp_path / "a" / names[1])))
     rc, _, err = run(capsys, "generate", "-n", "0", "--style", tiny_pack, "--device", "cpu", "-o", tmp_path / "c")
     assert rc == 1 and "at least 1" in one_line(err)
+    assert not (tmp_path / "c").exists()
+    before = {name: (tmp_path / "a" / name).read_bytes() for name in names}
+    rc, _, err = run(capsys, "generate", "-n", "3", "--seed", "3", "--style", tiny_pack, "--device", "cpu",
+                     "-o", tmp_path / "a")  # _000 and _001 exist: all or nothing, so _002 is not written either
+    assert rc == 1 and "already exists" in one_line(err) and "--overwrite" in one_line(err)
+    assert files_in(tmp_path / "a") == names and all((tmp_path / "a" / n).read_bytes() == b for n, b in before.items())
 
 
 def test_generate_needs_a_sampler(capsys, tiny_pack, tmp_path):
@@ -500,6 +522,10 @@ def test_blend(capsys, tiny_pack, pipe, photo, tmp_path):
     rc, _, err = run(capsys, "blend", photo, "--no-align", "--style-id-b", "5", "--style", tiny_pack,
                      "--device", "cpu", "-o", tmp_path / "bad")
     assert rc == 1 and "out of range" in one_line(err)
+    rc, _, err = run(capsys, "blend", photo, "--no-align", "--steps", "1", "--style", tiny_pack,
+                     "--device", "cpu", "-o", tmp_path / "bad")
+    assert rc == 1 and "at least 2 steps" in one_line(err)
+    assert not (tmp_path / "bad").exists()  # a failed run leaves no empty folder
 
 
 def test_styles_lists_known_and_local_packs(capsys, tiny_pack, tmp_path, monkeypatch):
@@ -541,6 +567,18 @@ def test_download_without_network_fails_fast(capsys, monkeypatch):
     line = one_line(err)
     assert rc == 1 and out == "" and line.startswith("error: ") and "could not be reached" in line
     assert [f for f, local in attempts if not local] == ["models/cartoon/generator.pt"]  # one try, then cache only
+
+
+def test_help_does_not_load_torch():
+    """`import dualstylegan` and the parser are light: torch is imported by the verbs that need it."""
+    code = ("import sys, dualstylegan; from dualstylegan import cli; cli.build_parser(); "
+            "print(sorted(m for m in ('torch', 'numpy', 'PIL', 'huggingface_hub') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert proc.stdout.strip() == "[]"
+    import dualstylegan
+
+    assert sorted(dualstylegan.__all__) == sorted(dualstylegan._EXPORTS)
+    assert all(getattr(dualstylegan, name) is not None for name in dualstylegan.__all__)  # imported on first use
 
 
 def test_console_script(tiny_pack, photo, tmp_path):

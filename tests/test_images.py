@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from dualstylegan.images import (
-    MAX_PIXELS, ImageError, is_image_file, iter_image_files, load_image, make_grid, save_animation, save_image,
+    MAX_PIXELS, ImageError, center_square, is_image_file, iter_image_files, load_image, make_grid, save_animation, save_image,
     to_image, to_rgb, to_tensor,
 )
 
@@ -244,6 +244,15 @@ def test_to_tensor_resizes_and_converts():
     assert to_tensor(Image.new("L", (5, 7), 255)).shape == (1, 3, 7, 5)
     with pytest.raises(TypeError):
         to_tensor(np.zeros((4, 4, 3)))
+
+
+def test_center_square():
+    wide = noise_image(64, 48)
+    square = center_square(wide, 48)
+    assert square.size == (48, 48) and np.array_equal(np.asarray(square), np.asarray(wide)[:, 8:56])
+    assert center_square(noise_image(30, 50), 20).size == (20, 20)
+    same = noise_image(32, 32)
+    assert center_square(same, 32) is same
 
 
 # ------------------------------------------------------------------------------------------------ saving

@@ -1,11 +1,16 @@
 """StyleTransferPipeline on a tiny style pack written in the official layout."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from dualstylegan.codes import StyleIdError
-from dualstylegan.pipeline import PRESETS, WeightError, check_weights, interp_weights
+from conftest import NARROW_CHANNELS
+from dualstylegan.codes import CodeBank, StyleIdError
+from dualstylegan.nets.dualstylegan import DualStyleGAN, DualStyleGANConfig
+from dualstylegan.pipeline import (PRESETS, StyleTransferPipeline, WeightError, check_truncation, check_weights,
+                                   interp_weights)
+from refvectors import assert_matches, fill_, load_case
 
 
 def test_loads_the_pack(tiny_pipeline):
@@ -25,6 +30,39 @@ def test_transfer_is_the_reference_call(tiny_pipeline, face_tensor):
                                 interp_weights=[0.75] * 7 + [1] * 11, randomize_noise=False)
     torch.testing.assert_close(r.image, expect.clamp(-1, 1))
     assert r.image.shape == (1, 3, 64, 64) and r.weights == [0.75] * 7 + [1.0] * 11
+
+
+class _StoredCode(torch.nn.Module):
+    """An encoder that returns a given code: the reference vectors hold the codes, not the photos behind them."""
+
+    def __init__(self, code: torch.Tensor):
+        super().__init__()
+        self.code = code
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.code
+
+
+@pytest.mark.parametrize("case, style", [
+    ("dsg64_transfer_default", None),  # Z+ content, the default preset, truncation 0.75 toward 0
+    ("dsg64_anime_weights", "anime"),  # the anime preset
+    ("dsg64_wplus_intrinsic", None),  # the W+ encoder path (explicit weights)
+])
+def test_transfer_reproduces_the_reference(case, style):
+    """pipeline.transfer(photo, style id) makes style_transfer.py's call: the reference vectors, end to end."""
+    tensors, meta = load_case(case)
+    call = meta["call"]
+    model = fill_(DualStyleGAN(DualStyleGANConfig(size=64, channels=NARROW_CHANNELS)), meta["model"])
+    bank = CodeBank({f"{i}.jpg": code for i, code in enumerate(tensors["exstyle_z"])})
+    wplus = bool(call.get("input_is_latent"))
+    weights = call["interp_weights"] if case == "dsg64_wplus_intrinsic" else None
+    for i in range(len(bank)):
+        encoder = _StoredCode(tensors["wplus" if wplus else "zplus"][i:i + 1])
+        pipe = StyleTransferPipeline(model, None if wplus else encoder, bank, encoder_wplus=encoder if wplus else None,
+                                     style=style)
+        r = pipe.transfer(torch.zeros(1, 3, 256, 256), i, wplus=wplus, weights=weights)
+        assert r.weights == call["interp_weights"] and call["truncation"] == 0.75
+        assert_matches(r.image, tensors["image"][i:i + 1].clamp(-1, 1), f"{case}[{i}]")
 
 
 def test_transfer_is_deterministic_and_seeded_noise_differs(tiny_pipeline, face_tensor):
@@ -91,6 +129,22 @@ def test_presets_and_shorthands():
 def test_impossible_weights_are_refused(bad):
     with pytest.raises(WeightError):
         check_weights(bad)
+
+
+def test_shorthands_take_any_number_and_refuse_the_rest():
+    assert interp_weights(np.float32(0.5), torch.tensor(1.0).item()) == [0.5] * 7 + [1.0] * 11
+    for structure in ("0.5", [0.5] * 6, None):
+        with pytest.raises(WeightError, match="structure"):
+            interp_weights(structure)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), "x", None])
+def test_impossible_truncation_is_refused(tiny_pipeline, face_tensor, bad):
+    assert check_truncation(0.75) == 0.75 and check_truncation(1) == 1.0
+    with pytest.raises(WeightError, match="truncation"):
+        tiny_pipeline.transfer(face_tensor, 0, truncation=bad)
+    with pytest.raises(WeightError, match="truncation"):
+        tiny_pipeline.generate(1, truncation=bad)
 
 
 def test_weight_errors_in_transfer(tiny_pipeline, face_tensor):

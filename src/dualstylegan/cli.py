@@ -49,13 +49,18 @@ def _weights(args) -> dict:
 
 
 def _load_pipeline(args, *, sampler: bool = False):
-    from .pipeline import StyleTransferPipeline
+    """The verb's pipeline and its weight options, both checked (a bad weight vector is one error, not one per photo)."""
+    from .pipeline import StyleTransferPipeline, check_truncation
 
+    opts = _weights(args)
     device = _device(args.device)
     dtype = _dtype(args.dtype, device)
-    kw = {"local_files_only": True} if getattr(args, "offline", False) else {}
-    return StyleTransferPipeline.from_pretrained(args.style, device=device, dtype=dtype,
+    kw = {"local_files_only": True} if args.offline else {}
+    pipe = StyleTransferPipeline.from_pretrained(args.style, device=device, dtype=dtype,
                                                  wplus=getattr(args, "wplus", False), sampler=sampler, **kw)
+    pipe.weights_for(**opts)
+    check_truncation(args.truncation)
+    return pipe, opts
 
 
 def _inputs(paths: Sequence[str]) -> list[Path]:
@@ -70,7 +75,7 @@ def _inputs(paths: Sequence[str]) -> list[Path]:
             files += found
         else:
             files.append(p)  # a missing or bad file is reported per file
-    return files
+    return list(dict.fromkeys(files))  # a photo given twice is stylised once
 
 
 def _unique_stems(files: Sequence[Path]) -> dict[Path, str]:
@@ -94,16 +99,25 @@ def _unique_stems(files: Sequence[Path]) -> dict[Path, str]:
 
 
 def _out_folder(path: str) -> Path:
+    """The output folder, checked now (one error, not one per photo later); it is made when the first file is
+    written (:func:`images.save_image`), so that a run that writes nothing leaves nothing behind."""
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise UsageError(f"the output {out} exists and is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"cannot create the output folder {out}: {e.strerror or e}") from None
-    if not os.access(out, os.W_OK | os.X_OK):  # one error now, not one per photo later
-        raise UsageError(f"the output folder {out} cannot be written (permission denied); choose another with -o")
+    existing = next(p for p in (out, *out.parents) if p.exists())  # the folder itself or the one it will go in
+    if not existing.is_dir():
+        raise UsageError(f"cannot create the output folder {out}: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == out else f" ({existing} is read-only)"
+        raise UsageError(f"the output folder {out} cannot be written{where}: permission denied; choose another with -o")
     return out
+
+
+def _free(targets: Sequence[Path], overwrite: bool) -> None:
+    """Refuse a run that would stop half way on an existing file: all of its outputs, or none."""
+    taken = next((t for t in targets if t.exists()), None)
+    if taken is not None and not overwrite:
+        raise UsageError(f"{taken} already exists; pass --overwrite to replace it")
 
 
 def _face(path: Path, align: bool, all_faces: bool = False):
@@ -113,9 +127,13 @@ def _face(path: Path, align: bool, all_faces: bool = False):
     img = load_image(path)
     if not align:
         return [(to_tensor(img), None)], img
-    from .faces import align as align_faces
+    from .faces import NoFaceError, align as align_faces
 
-    faces = align_faces(img, output_size=256, all_faces=all_faces)
+    try:
+        faces = align_faces(img, output_size=256, all_faces=all_faces)
+    except NoFaceError:
+        raise NoFaceError(f"no face was found in {path}; use a photo with a clearly visible, roughly frontal face, "
+                          f"or --no-align if it is already an aligned face crop") from None
     return [(to_tensor(f.image), f.quad) for f in faces], img
 
 
@@ -126,18 +144,21 @@ def cmd_transfer(args) -> int:
     from .images import make_grid, save_image, to_image
 
     files = _inputs(args.photos)
-    opts = _weights(args)
     if args.paste_back and args.no_align:
         raise UsageError("--paste-back needs face alignment: it cannot be combined with --no-align")
-    pipe = _load_pipeline(args)
-    pipe.weights_for(**opts)  # a bad weight vector is one error now, not one per photo
+    if args.exemplar and args.style_id is not None:
+        raise UsageError("give either --style-id or --exemplar, not both")
+    out = _out_folder(args.output)
+    pipe, opts = _load_pipeline(args)
     if args.exemplar:
         faces, _ = _face(Path(args.exemplar), not args.no_align)
         exemplar, tag = faces[0][0], Path(args.exemplar).stem
     else:
-        exemplar = args.style_id
-        tag = f"{pipe.codes.name_of(exemplar).rsplit('.', 1)[0]}" if pipe.codes is not None else str(exemplar)
-    out = _out_folder(args.output)  # only once everything else is valid: a failed run leaves no empty folder
+        exemplar = args.style_id or 0
+        tag = Path(pipe.codes.name_of(exemplar)).stem  # a bare name: the code bank cannot steer where files go
+    ex_image = None
+    if args.overview:
+        ex_image = exemplar if args.exemplar else pipe.render_exemplar(exemplar)
     stems = _unique_stems(files)
     failures = 0
     written = 0
@@ -154,12 +175,11 @@ def cmd_transfer(args) -> int:
                 save_image(r.image, target, overwrite=args.overwrite)
                 written += 1
                 if args.overview:
-                    ex_img = exemplar if not isinstance(exemplar, int) else pipe.render_exemplar(exemplar)
-                    grid = make_grid([r.content, r.reconstruction, ex_img, r.image], nrow=4, size=256)
+                    grid = make_grid([r.content, r.reconstruction, ex_image, r.image], nrow=4, size=256)
                     save_image(grid, out / f"{stem}{suffix}_{pipe.style}_{tag}_overview.png",
                                overwrite=args.overwrite)
                 results.append((r, quad))
-            if args.paste_back and not args.no_align:
+            if args.paste_back:
                 from .faces import paste_back
 
                 pasted = original
@@ -179,14 +199,14 @@ def cmd_transfer(args) -> int:
 def cmd_generate(args) -> int:
     from .images import save_image
 
-    opts = _weights(args)
-    pipe = _load_pipeline(args, sampler=True)
-    pipe.weights_for(**opts)
     out = _out_folder(args.output)
+    pipe, opts = _load_pipeline(args, sampler=True)
+    targets = [out / f"{pipe.style}_seed{args.seed}_{i:03d}.png" for i in range(max(args.n, 0))]
+    _free(targets, args.overwrite)
     images = pipe.generate(args.n, seed=args.seed, fix_content=args.fix_content, fix_color=args.fix_color,
                            fix_structure=args.fix_structure, truncation=args.truncation, **opts)
-    for i, img in enumerate(images):
-        save_image(img, out / f"{pipe.style}_seed{args.seed}_{i:03d}.png", overwrite=args.overwrite)
+    for img, target in zip(images, targets):
+        save_image(img, target, overwrite=args.overwrite)
     print(f"{len(images)} portrait(s) written to {out}")
     return 0
 
@@ -194,17 +214,17 @@ def cmd_generate(args) -> int:
 def cmd_blend(args) -> int:
     from .images import save_animation, save_image
 
-    opts = _weights(args)
-    pipe = _load_pipeline(args)
-    pipe.weights_for(**opts)
+    out = _out_folder(args.output)
+    pipe, opts = _load_pipeline(args)
+    stem = f"{Path(args.photo).stem}_{pipe.style}_blend"
+    targets = [out / f"{stem}_{i:03d}.png" for i in range(max(args.steps, 0))]
+    _free([*targets, out / f"{stem}.gif"], args.overwrite)
     content = _face(Path(args.photo), not args.no_align)[0][0][0]
     content_b = _face(Path(args.photo_b), not args.no_align)[0][0][0] if args.photo_b else None
-    out = _out_folder(args.output)
     frames = pipe.blend(content, args.style_id, args.style_id_b, content_b=content_b, steps=args.steps,
                         wplus=args.wplus, truncation=args.truncation, **opts)
-    stem = f"{Path(args.photo).stem}_{pipe.style}_blend"
-    for i, f in enumerate(frames):
-        save_image(f, out / f"{stem}_{i:03d}.png", overwrite=args.overwrite)
+    for f, target in zip(frames, targets):
+        save_image(f, target, overwrite=args.overwrite)
     save_animation(frames, out / f"{stem}.gif", overwrite=args.overwrite)
     print(f"{len(frames)} frame(s) and {stem}.gif written to {out}")
     return 0
@@ -252,24 +272,27 @@ def cmd_web(args) -> int:
 
 
 # ----------------------------------------------------------------------------------------- parser
-def _common(p: argparse.ArgumentParser, style: bool = True) -> None:
-    if style:
-        p.add_argument("--style", default="cartoon", help="style name, local style folder or hub id")
-        p.add_argument("--offline", action="store_true", help="use only files already downloaded")
-    p.add_argument("-o", "--output", default="output", help="output folder")
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--style", default="cartoon", help="style name, local style folder or hub id (default: cartoon)")
+    p.add_argument("--offline", action="store_true", help="use only files already downloaded")
+    p.add_argument("-o", "--output", default="output", help="output folder (default: output)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
+                   help="where to run (default: a GPU when there is one)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
+                   help="float16/bfloat16 are for GPUs (default: float32)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
-    p.add_argument("--quiet", action="store_true")
 
 
-def _weight_args(p: argparse.ArgumentParser, truncation: float) -> None:
-    p.add_argument("--weights", type=float, nargs="+", metavar="W", help="18 per-layer weights in [0, 1]")
+def _weight_args(p: argparse.ArgumentParser, truncation: float, *, encodes: bool = True) -> None:
+    p.add_argument("--weights", type=float, nargs="+", metavar="W",
+                   help="the 18 per-layer weights in [0, 1] (0: the photo's own, 1: the exemplar's)")
     p.add_argument("--structure", type=float, help="weight of layers 1-7 (structure); style preset by default")
     p.add_argument("--color", type=float, help="weight of layers 8-18 (color); style preset by default")
-    p.add_argument("--truncation", type=float, default=truncation)
-    p.add_argument("--wplus", action="store_true", help="encode in W+ with encoder_wplus.pt")
+    p.add_argument("--truncation", type=float, default=truncation,
+                   help=f"scale the intrinsic (face) code toward 0 by this factor; 1: none (default: {truncation})")
+    if encodes:
+        p.add_argument("--wplus", action="store_true", help="encode in W+ with encoder_wplus.pt")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -279,35 +302,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("transfer", help="stylise face photos with an exemplar")
     p.add_argument("photos", nargs="+", help="photos or folders")
-    p.add_argument("--style-id", type=int, default=0, help="exemplar id in the style's code bank")
-    p.add_argument("--exemplar", help="any exemplar image instead of a style id")
+    p.add_argument("--style-id", type=int, help="exemplar id in the style's code bank (default: 0)")
+    p.add_argument("--exemplar", help="any exemplar image instead of a style id (aligned like the photos)")
     p.add_argument("--preserve-color", action="store_true", help="keep the photo's colors")
     p.add_argument("--no-align", action="store_true", help="photos are already aligned 1:1 face crops")
     p.add_argument("--all-faces", action="store_true", help="stylise every face, not only the largest")
     p.add_argument("--paste-back", action="store_true", help="also paste the result into the original photo")
     p.add_argument("--overview", action="store_true", help="also save content | reconstruction | exemplar | result")
     p.add_argument("--seed", type=int, help="fresh noise from this seed (default: the stored noise)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     _weight_args(p, 0.75)
     _common(p)
     p.set_defaults(func=cmd_transfer)
 
     p = sub.add_parser("generate", help="random portraits in random styles (needs sampler.pt)")
-    p.add_argument("-n", type=int, default=4)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--fix-content", action="store_true")
-    p.add_argument("--fix-color", action="store_true")
-    p.add_argument("--fix-structure", action="store_true")
-    _weight_args(p, 0.5)
+    p.add_argument("-n", type=int, default=4, help="how many portraits (default: 4)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--fix-content", action="store_true", help="one face for every portrait")
+    p.add_argument("--fix-color", action="store_true", help="one color style for every portrait")
+    p.add_argument("--fix-structure", action="store_true", help="one structure style for every portrait")
+    _weight_args(p, 0.5, encodes=False)
     _common(p)
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("blend", help="interpolate between two exemplars (and/or two photos)")
-    p.add_argument("photo")
-    p.add_argument("--photo-b", help="second content photo")
-    p.add_argument("--style-id", type=int, default=0)
-    p.add_argument("--style-id-b", type=int)
-    p.add_argument("--steps", type=int, default=8)
-    p.add_argument("--no-align", action="store_true")
+    p = sub.add_parser("blend", help="interpolate between two exemplars (and/or two photos): frames and a GIF")
+    p.add_argument("photo", help="the content photo")
+    p.add_argument("--photo-b", help="second content photo to interpolate toward")
+    p.add_argument("--style-id", type=int, default=0, help="first exemplar id (default: 0)")
+    p.add_argument("--style-id-b", type=int, help="second exemplar id (default: the first)")
+    p.add_argument("--steps", type=int, default=8, help="number of frames (default: 8)")
+    p.add_argument("--no-align", action="store_true", help="photos are already aligned 1:1 face crops")
     _weight_args(p, 0.75)
     _common(p)
     p.set_defaults(func=cmd_blend)

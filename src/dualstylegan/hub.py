@@ -90,14 +90,6 @@ class StylePackFiles:
             return f"{self.repo_id}@{self.commit or self.revision}"
         return str(self.folder)
 
-    def paths(self) -> dict[str, Path]:
-        """File name → path of every file present (for reports and verification)."""
-        out = {}
-        for p in (self.generator, self.codes, self.sampler, self.encoder, self.encoder_wplus, self.instyle_codes):
-            if p is not None:
-                out[p.name] = p
-        return out
-
 
 def models_home() -> Path:
     """``$DUALSTYLEGAN_HOME`` or ``~/.cache/dualstylegan``; style packs go in ``<home>/models/<style>/``."""

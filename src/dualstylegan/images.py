@@ -164,6 +164,15 @@ def to_tensor(img: Image.Image, size: int | tuple[int, int] | None = None) -> to
     return (arr.permute(2, 0, 1).unsqueeze(0).to(torch.float32) / 127.5 - 1).contiguous()
 
 
+def center_square(img: Image.Image, size: int) -> Image.Image:
+    """The largest centred square of ``img``, resized to ``size``² (Lanczos): an unaligned photo or style image."""
+    w, h = img.size
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    img = img.crop((left, top, left + side, top + side)) if (w, h) != (side, side) else img
+    return img if img.size == (size, size) else img.resize((size, size), Image.LANCZOS)
+
+
 def to_image(t: torch.Tensor) -> Image.Image:
     """A (3, H, W) or (1, 3, H, W) tensor in [−1, 1] → RGB PIL image, uint8 = ⌊(x + 1)·127.5⌋ after clamping.
 
@@ -344,6 +353,6 @@ def iter_image_files(folder: str | os.PathLike, recursive: bool = False) -> list
 
 
 __all__ = [
-    "IMAGE_EXTENSIONS", "MAX_PIXELS", "ImageError", "is_image_file", "iter_image_files", "load_image", "make_grid",
+    "IMAGE_EXTENSIONS", "MAX_PIXELS", "ImageError", "center_square", "is_image_file", "iter_image_files", "load_image", "make_grid",
     "save_animation", "save_image", "to_image", "to_rgb", "to_tensor",
 ]

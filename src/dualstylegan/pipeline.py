@@ -6,6 +6,7 @@ exemplar (style id / name / any image) → extrinsic code ─→ DualStyleGAN(w)
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -29,20 +30,26 @@ GENERATE_TRUNCATION = 0.5   # generate.py, toward 0
 
 
 class WeightError(ValueError):
-    """An impossible weight vector."""
+    """An impossible weight vector (or truncation)."""
 
 
 def interp_weights(structure: float | Sequence[float] = 0.75, color: float | Sequence[float] = 1.0,
                    n_structure: int = 7, n_latent: int = 18) -> list[float]:
     """The per-layer weight vector w: ``structure`` for layers 1–7, ``color`` for layers 8–18 (scalars or lists)."""
-    n_color = n_latent - n_structure
-    s = [float(structure)] * n_structure if isinstance(structure, (int, float)) else [float(v) for v in structure]
-    c = [float(color)] * n_color if isinstance(color, (int, float)) else [float(v) for v in color]
-    if len(s) != n_structure:
-        raise WeightError(f"the structure weights need {n_structure} values, got {len(s)}")
-    if len(c) != n_color:
-        raise WeightError(f"the color weights need {n_color} values, got {len(c)}")
-    return check_weights(s + c, n_latent)
+    return check_weights(_part(structure, n_structure, "structure") + _part(color, n_latent - n_structure, "color"),
+                         n_latent)
+
+
+def _part(value: float | Sequence[float], n: int, what: str) -> list[float]:
+    if isinstance(value, numbers.Real):
+        return [float(value)] * n
+    try:
+        values = [float(v) for v in value]
+    except (TypeError, ValueError):
+        raise WeightError(f"the {what} weight must be a number or {n} numbers, got {value!r}") from None
+    if len(values) != n:
+        raise WeightError(f"the {what} weights need {n} values, got {len(values)}")
+    return values
 
 
 def check_weights(weights: Sequence[float], n_latent: int = 18) -> list[float]:
@@ -59,12 +66,23 @@ def check_weights(weights: Sequence[float], n_latent: int = 18) -> list[float]:
     return w
 
 
+def check_truncation(truncation: float) -> float:
+    """A usable truncation ψ (the intrinsic code is scaled toward 0 by ψ; 1 = none): a finite number."""
+    try:
+        t = float(truncation)
+    except (TypeError, ValueError):
+        t = math.nan
+    if not math.isfinite(t):
+        raise WeightError(f"the truncation must be a finite number (e.g. 0.75), got {truncation!r}")
+    return t
+
+
 @dataclass
 class TransferResult:
     image: torch.Tensor                 # (1, 3, size, size) in [-1, 1]
     content: torch.Tensor               # the (aligned) content at 256² in [-1, 1]
     intrinsic: torch.Tensor             # (1, 18, 512) Z+ (or W+ with wplus) code of the content
-    extrinsic: torch.Tensor             # (1, 18, 512) Z+ code of the exemplar, as used (after color preservation)
+    extrinsic: torch.Tensor             # (1, 18, 512) Z+ code of the exemplar, as used (after Z+ color preservation)
     weights: list[float] = field(default_factory=list)
     reconstruction: torch.Tensor | None = None  # the encoder's reconstruction of the content, 256²
 
@@ -115,6 +133,13 @@ class StyleTransferPipeline:
         encoder_wplus = official.load_encoder(files.encoder_wplus)[0] if (wplus and files.encoder_wplus) else None
         style_sampler = official.load_sampler(files.sampler) if files.sampler else None
         codes = CodeBank.load(files.codes)
+        rows = sorted({len(code) for code in codes.values()})
+        if rows != [generator.n_latent]:
+            from .hub import StylePackError
+
+            raise StylePackError(f"{files.codes.name} holds codes of {' and '.join(map(str, rows))} rows but "
+                                 f"{files.generator.name} needs {generator.n_latent} (one per layer): the two files "
+                                 f"come from different models.")
         pipe = cls(generator, encoder, codes, decoder=decoder, encoder_wplus=encoder_wplus, sampler=style_sampler,
                    style=files.name, cuda_graphs=cuda_graphs)
         return pipe.to(device, dtype)
@@ -165,13 +190,10 @@ class StyleTransferPipeline:
                    noise: Sequence[torch.Tensor] | None = None, **options) -> torch.Tensor:
         """DualStyleGAN(intrinsic code, extrinsic W+ code, **options) with stored noise (or ``noise``) → images,
         replayed from a CUDA graph on a GPU. ``options`` are the generator's (weights, truncation, …)."""
-        options = {k: (tuple(v) if isinstance(v, list) else v) for k, v in options.items()}
         return self._synthesize_graphed(intrinsic, extrinsic_w, *(noise or ()), **options)
 
     def _synthesize_eager(self, intrinsic: torch.Tensor, extrinsic_w: torch.Tensor, *noise: torch.Tensor,
                           **options) -> torch.Tensor:
-        if "interp_weights" in options:
-            options["interp_weights"] = list(options["interp_weights"])
         image, _ = self.generator([intrinsic], extrinsic_w, noise=list(noise) or None, randomize_noise=False,
                                   **options)
         return image
@@ -179,7 +201,7 @@ class StyleTransferPipeline:
     @torch.no_grad()
     def reconstruct(self, code: torch.Tensor, wplus: bool = False) -> torch.Tensor | None:
         """The encoder's decoder applied to an intrinsic code, pooled to 256² (the reference's ``img_rec``)."""
-        decoder = self.decoder or self.generator.generator
+        decoder = self.decoder if self.decoder is not None else self.generator.generator
         image, _ = decoder([code], input_is_latent=wplus, z_plus_latent=not wplus, randomize_noise=False)
         return F.adaptive_avg_pool2d(image.clamp(-1, 1), 256)
 
@@ -231,6 +253,7 @@ class StyleTransferPipeline:
         matches the content more closely (beyond the reference). Both use :attr:`perceptual` when set.
         """
         w = self.weights_for(weights, structure, color)
+        truncation = check_truncation(truncation)
         content = F.adaptive_avg_pool2d(self._as_input(content), 256)
         intrinsic = self.encode(content, wplus=wplus)
         if fit_content:
@@ -316,6 +339,8 @@ class StyleTransferPipeline:
             raise RuntimeError("this style pack has no sampler (sampler.pt); generate needs it")
         if n < 1:
             raise ValueError(f"n must be at least 1, got {n}")
+        w = self.weights_for(weights, structure, color)
+        truncation = check_truncation(truncation)
         g = torch.Generator().manual_seed(seed)
         z = torch.randn(n, self.generator.style_dim, generator=g)
         structure_noise = torch.randn(n, self.sampler.structure.config.noise_dim, generator=g)
@@ -325,7 +350,6 @@ class StyleTransferPipeline:
                 t[:] = t[:1]
         dev = self.device
         ex_z = self.sampler(structure_noise.to(dev, self.dtype), color_noise.to(dev, self.dtype))
-        w = self.weights_for(weights, structure, color)
         image = self.synthesize(z.to(dev, self.dtype), self.generator.map_extrinsic(ex_z), truncation=truncation,
                                 truncation_latent=0, use_res=True, interp_weights=w)
         return image.clamp(-1, 1)
@@ -340,6 +364,7 @@ class StyleTransferPipeline:
         if steps < 2:
             raise ValueError(f"a blend needs at least 2 steps, got {steps}")
         w = self.weights_for(weights, structure, color)
+        truncation = check_truncation(truncation)
         in_a = self.encode(content, wplus)
         in_b = self.encode(content_b, wplus) if content_b is not None else in_a
         ex_a = self.exemplar_code(exemplar_a)
