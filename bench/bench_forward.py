@@ -21,6 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from dualstylegan.cuda_graphs import GraphedCall
 from dualstylegan.nets.dualstylegan import DualStyleGAN
+from dualstylegan.nets.encoder import GradualStyleEncoder
 from dualstylegan.ops import use_reference_ops
 
 
@@ -120,10 +121,6 @@ def workloads(device: str, dtype: torch.dtype = torch.float32):
 
     yield "DualStyleGAN 1024²", 1, transfer(1)
     yield "DualStyleGAN 1024²", 4, transfer(4)
-    try:
-        from dualstylegan.nets.encoder import GradualStyleEncoder
-    except ImportError:
-        return
     enc = GradualStyleEncoder().eval().requires_grad_(False).to(device, dtype)
     x = torch.randn(1, 3, 256, 256, device=device, dtype=dtype)
     graphed = GraphedCall(enc)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -65,6 +66,8 @@ def test_weights_text_and_upload_limit(tmp_path):
         web._Faces(max_upload_mb=1).get(str(big), "photo", align=False)
     with pytest.raises(web.WebError, match="upload a photo first"):
         web._Faces(max_upload_mb=1).get(None, "photo", align=False)
+    with pytest.raises(web.WebError, match="upload an exemplar first"):
+        web._Faces(max_upload_mb=1).get("", "exemplar", align=False)
 
 
 def test_no_face_is_one_sentence(photos):
@@ -77,11 +80,100 @@ def test_no_face_is_one_sentence(photos):
     assert face.size == (256, 256)
 
 
+def test_photo_is_aligned_like_ffhq(tmp_path):
+    """The face the page shows and the pipeline gets: the largest face of the photo, aligned by :mod:`faces`."""
+    from dualstylegan import faces, web
+    from dualstylegan.images import load_image
+
+    data = pytest.importorskip("skimage.data", reason="the test photograph comes from scikit-image")
+    try:
+        faces.predictor_path()
+    except ImportError as e:
+        pytest.skip(str(e))
+    photo = tmp_path / "astronaut.jpg"
+    Image.fromarray(data.astronaut()).save(photo, quality=95)
+    face = web._Faces(max_upload_mb=10).get(str(photo), "photo", align=True)
+    expect = faces.align(load_image(photo), output_size=web.FACE_SIZE)[0].image
+    assert face.size == (web.FACE_SIZE, web.FACE_SIZE)
+    assert np.array_equal(np.asarray(face), np.asarray(expect))
+    assert not np.array_equal(np.asarray(face), np.asarray(web._center_square(load_image(photo), web.FACE_SIZE)))
+
+
+def test_result_files_are_temporary():
+    """Downloads live in one temporary folder: files older than max_age_s go on the next write, all of it with the app."""
+    import gc
+
+    from dualstylegan import web
+
+    outputs = web._Outputs(max_age_s=60)
+    folder = outputs.folder
+    old = Path(outputs.png(Image.new("RGB", (8, 8)), "my photo.png"))
+    assert old.is_file() and old.parent.parent == folder and old.name == "my_photo.png"
+    os.utime(old, (time.time() - 120,) * 2)
+    frames = [Image.new("RGB", (8, 8), (80 * i, 0, 0)) for i in range(3)]
+    gif = Path(outputs.gif(frames, "blend.gif", 100, bounce=True))
+    assert not old.parent.exists()  # over an hour (here a minute) old: removed
+    with Image.open(gif) as im:
+        assert im.format == "GIF" and im.n_frames == 4  # a → b → c → b (then loops)
+    del outputs
+    gc.collect()
+    assert not folder.exists()
+
+
+@pytest.mark.parametrize("limit", [1, 2])
+def test_model_calls_wait_in_the_queue(tiny_pipeline, limit):
+    """No more than max_concurrency model calls at once; the others wait with their queue position, and a running
+    call reports its progress."""
+    from gradio_client import Client
+
+    from dualstylegan import web
+
+    class Slow:
+        """The tiny pipeline whose generate() takes a while and counts the calls running at once."""
+
+        def __init__(self, pipe):
+            self.pipe, self.running, self.peak, self.lock = pipe, 0, 0, threading.Lock()
+
+        def __getattr__(self, name):
+            return getattr(self.pipe, name)
+
+        def generate(self, *args, **kwargs):
+            with self.lock:
+                self.running += 1
+                self.peak = max(self.peak, self.running)
+            try:
+                time.sleep(0.5)
+                return self.pipe.generate(*args, **kwargs)
+            finally:
+                with self.lock:
+                    self.running -= 1
+
+    slow = Slow(tiny_pipeline)
+    demo = web.build_app({"tiny": slow}, align=False, max_concurrency=limit)
+    port = _free_port()
+    web.launch(demo, port=port, block=False, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        jobs = [client.submit("tiny", 1, seed, False, False, False, 0.5, api_name="/run_random") for seed in range(3)]
+        ranks, progress = set(), set()
+        deadline = time.monotonic() + 60
+        while not all(job.done() for job in jobs) and time.monotonic() < deadline:
+            for job in jobs:
+                status = job.status()
+                ranks.add(status.rank if status.code.name == "IN_QUEUE" else None)
+                progress.update(unit.desc for unit in status.progress_data or ())
+            time.sleep(0.05)
+        results = [job.result(timeout=10) for job in jobs]
+    finally:
+        demo.close()
+    assert slow.peak == limit
+    assert [len(r) for r in results] == [1, 1, 1]  # one portrait each
+    assert "drawing random portraits" in progress
+    if limit == 1:
+        assert any(r is not None and r >= 1 for r in ranks), ranks  # a job behind another: its place shown
+
 
 def test_gallery_shows_the_exemplars_own_image_when_the_dataset_is_there(tiny_pipeline, tmp_path):
-    import numpy as np
-    from PIL import Image
-
     from dualstylegan import web
     from dualstylegan.images import load_image, to_image
 
@@ -99,6 +191,7 @@ def test_gallery_shows_the_exemplars_own_image_when_the_dataset_is_there(tiny_pi
     assert np.array_equal(np.asarray(thumbs[2]), np.asarray(rendered[1]))
     assert not np.array_equal(np.asarray(thumbs[1]), np.asarray(
         to_image(tiny_pipeline.render_exemplar(1, size=web.THUMBNAIL_SIZE))))
+
 
 def test_cli_web_verb_serves_the_given_pack(tiny_pack, monkeypatch):
     from dualstylegan import cli, web
@@ -219,7 +312,8 @@ def test_non_image_upload_is_rejected_in_one_sentence(page, photos, big_photo, t
     text = toast.inner_text()
     assert "notes.png" in text and "/notes.png" not in text and "Traceback" not in text, text  # no server path
     _artifact(page, tmp_path, "web_rejected.png", full_page=False)  # with the toast
-    # the upload was refused (cleared) and the server still serves: a good photo goes through
+    page.wait_for_function("() => !document.querySelector('#photo img, #face img')")  # the upload was cleared
+    # and the server still serves: a good photo goes through
     page.locator("#photo input[type=file]").set_input_files(str(good))
     page.wait_for_function("() => { const im = document.querySelector('#face img');"
                            " return im && im.complete && im.naturalWidth === 256; }")

@@ -16,7 +16,6 @@ The page loads offline: no analytics, no version check, system fonts only.
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 import os
 import re
@@ -31,6 +30,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .cli import _sentence  # an exception's first line: the page says what the CLI says
+
 log = logging.getLogger(__name__)
 
 GRADIO_MISSING = "the web app needs Gradio, which is not installed: run pip install 'dualstylegan[web]'"
@@ -39,12 +40,19 @@ PAGE_SIZE = 16
 THUMBNAIL_SIZE = 128
 FACE_SIZE = 256
 GALLERY, UPLOADED = "Gallery", "Uploaded image"
-#: Exceptions whose message is meant for people (the rest are logged with their traceback too).
-_EXPECTED = {"WebError", "ImageError", "NoFaceError", "StyleIdError", "WeightError", "StylePackError"}
 
 
 class WebError(RuntimeError):
     """A request the app cannot serve (no photo, a file over the size limit, …), said in one sentence."""
+
+
+def _for_people(e: BaseException) -> bool:
+    """Whether ``e``'s message is meant for people: a bad file (ImageError, NoFaceError, OSError), an unknown style
+    id (StyleIdError), bad weights (WeightError), a pack that cannot load (StylePackError). The rest are bugs, logged
+    with their traceback too."""
+    from .hub import StylePackError
+
+    return isinstance(e, (WebError, StylePackError, ValueError, KeyError, OSError))
 
 
 def _gradio():
@@ -56,11 +64,6 @@ def _gradio():
     except ImportError:
         raise WebError(GRADIO_MISSING) from None
     return gr
-
-
-def _sentence(e: BaseException) -> str:
-    text = str(e).strip() or type(e).__name__
-    return text.splitlines()[0]
 
 
 def _message(e: BaseException) -> str:
@@ -122,7 +125,7 @@ class Pipelines:
     def get(self, name: str):
         if name not in self.names:
             raise WebError(f"this app does not serve the style pack {name!r}; choose one of {', '.join(self.names)}")
-        with self._lock:  # one load at a time; a loaded pack is served without the lock
+        with self._lock:  # one load at a time (a loaded pack only waits while another one loads)
             if name not in self._loaded:
                 self._loaded[name] = self._loader(name)
             return self._loaded[name]
@@ -182,7 +185,7 @@ class _Faces:
 
     def get(self, path: str | None, what: str, align: bool):
         if not path:
-            raise WebError(f"upload a {what} first")
+            raise WebError(f"upload {'an' if what[0] in 'aeiou' else 'a'} {what} first")  # a photo, an exemplar
         try:
             st = os.stat(path)
         except OSError:
@@ -197,7 +200,7 @@ class _Faces:
         try:
             face = _face(path, align)
         except Exception as e:  # noqa: BLE001 - said in one sentence, naming which upload it was
-            if type(e).__name__ in _EXPECTED or isinstance(e, (ValueError, OSError)):
+            if _for_people(e):
                 # the upload's name, not where the server keeps it
                 text = _sentence(e).replace(str(path), Path(path).name)
                 raise WebError(f"the {what}: {text}") from e
@@ -231,17 +234,17 @@ class _Outputs:
         return sub / re.sub(r"[^\w.-]+", "_", name)
 
     def png(self, image, name: str) -> str:
-        path = self.path(name)
-        image.save(path, format="PNG")
-        return str(path)
+        from .images import save_image
+
+        return str(save_image(image, self.path(name)))
 
     def gif(self, frames: list, name: str, duration_ms: int, bounce: bool) -> str:
-        path = self.path(name)
+        """An endless GIF; ``bounce``: played forward, then backward (a → b → a)."""
+        from .images import save_animation
+
         if bounce and len(frames) > 2:
             frames = frames + frames[-2:0:-1]
-        frames[0].save(path, format="GIF", save_all=True, append_images=frames[1:], duration=int(duration_ms),
-                       loop=0, disposal=2)
-        return str(path)
+        return str(save_animation(frames, self.path(name), duration=int(duration_ms)))
 
 
 def parse_weights(text: str) -> list[float]:
@@ -291,7 +294,7 @@ def build_app(pipelines: Mapping[str, Any] | Callable[[str], Any], *, styles: Se
             except gr.Error:
                 raise
             except Exception as e:  # noqa: BLE001 - the contract: a message for the user, never a crash
-                if type(e).__name__ in _EXPECTED or isinstance(e, (ValueError, KeyError)):
+                if _for_people(e):
                     log.info("request refused: %s", _sentence(e))
                 else:
                     log.exception("request failed")
@@ -369,7 +372,7 @@ def build_app(pipelines: Mapping[str, Any] | Callable[[str], Any], *, styles: Se
         try:
             return gr.update(), faces.get(path, what, do_align)
         except Exception as e:  # noqa: BLE001 - rejected with one sentence
-            if not (type(e).__name__ in _EXPECTED or isinstance(e, (ValueError, OSError))):
+            if not _for_people(e):
                 log.exception("preview failed")
             gr.Warning(_message(e))
             return gr.update(value=None), None
@@ -602,9 +605,6 @@ def launch(demo, *, host: str = "127.0.0.1", port: int | None = 7860, max_upload
     by the server (and by the handlers, in one sentence). Returns what ``gr.Blocks.launch`` returns."""
     gr = _gradio()
     mb = max_upload_mb if max_upload_mb is not None else getattr(demo, "dualstylegan_max_upload_mb", 10)
-    kw: dict[str, Any] = {"server_name": host, "server_port": port, "share": False, "inbrowser": False,
-                          "prevent_thread_lock": not block, "quiet": quiet, "show_error": False,
-                          "max_file_size": f"{mb:g}mb", "ssr_mode": False, "mcp_server": False,
-                          "theme": _theme(gr)}
-    accepted = inspect.signature(demo.launch).parameters
-    return demo.launch(**{k: v for k, v in kw.items() if k in accepted})
+    return demo.launch(server_name=host, server_port=port, share=False, inbrowser=False, prevent_thread_lock=not block,
+                       quiet=quiet, show_error=False, max_file_size=f"{mb:g}mb", ssr_mode=False, mcp_server=False,
+                       theme=_theme(gr))
