@@ -83,7 +83,7 @@ def test_no_face_is_one_sentence(photos):
 def test_photo_is_aligned_like_ffhq(tmp_path):
     """The face the page shows and the pipeline gets: the largest face of the photo, aligned by :mod:`faces`."""
     from dualstylegan import faces, web
-    from dualstylegan.images import load_image
+    from dualstylegan.images import center_square, load_image
 
     data = pytest.importorskip("skimage.data", reason="the test photograph comes from scikit-image")
     try:
@@ -96,7 +96,7 @@ def test_photo_is_aligned_like_ffhq(tmp_path):
     expect = faces.align(load_image(photo), output_size=web.FACE_SIZE)[0].image
     assert face.size == (web.FACE_SIZE, web.FACE_SIZE)
     assert np.array_equal(np.asarray(face), np.asarray(expect))
-    assert not np.array_equal(np.asarray(face), np.asarray(web._center_square(load_image(photo), web.FACE_SIZE)))
+    assert not np.array_equal(np.asarray(face), np.asarray(center_square(load_image(photo), web.FACE_SIZE)))
 
 
 def test_result_files_are_temporary():
@@ -175,7 +175,7 @@ def test_model_calls_wait_in_the_queue(tiny_pipeline, limit):
 
 def test_gallery_shows_the_exemplars_own_image_when_the_dataset_is_there(tiny_pipeline, tmp_path):
     from dualstylegan import web
-    from dualstylegan.images import load_image, to_image
+    from dualstylegan.images import center_square, load_image, to_image
 
     dataset = tmp_path / "images" / "train"
     dataset.mkdir(parents=True)
@@ -185,7 +185,7 @@ def test_gallery_shows_the_exemplars_own_image_when_the_dataset_is_there(tiny_pi
     pipes = web.Pipelines({"tiny": tiny_pipeline}, exemplar_images=[tmp_path / "elsewhere", dataset])
     thumbs = pipes.thumbnails("tiny", [0, 1, 2])
     rendered = [to_image(tiny_pipeline.render_exemplar(i, size=web.THUMBNAIL_SIZE)) for i in (0, 2)]
-    expect = web._center_square(load_image(dataset / tiny_pipeline.codes.name_of(1)), web.THUMBNAIL_SIZE)
+    expect = center_square(load_image(dataset / tiny_pipeline.codes.name_of(1)), web.THUMBNAIL_SIZE)
     assert np.array_equal(np.asarray(thumbs[1]), np.asarray(expect))
     assert np.array_equal(np.asarray(thumbs[0]), np.asarray(rendered[0]))
     assert np.array_equal(np.asarray(thumbs[2]), np.asarray(rendered[1]))

@@ -190,7 +190,7 @@ def cmd_transfer(args) -> int:
             if args.debug:
                 raise
             failures += 1
-            tqdm.write(f"skipped {path}: {_sentence(e)}", file=sys.stderr)  # not through the bar
+            tqdm.write(f"skipped {path}: {sentence(e)}", file=sys.stderr)  # not through the bar
     print(f"{written} portrait(s) written to {out}" + (f"; {failures} of {len(files)} photo(s) failed"
                                                         if failures else ""))
     return EXIT_ERROR if failures else 0
@@ -367,7 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _sentence(e: BaseException) -> str:
+def sentence(e: BaseException) -> str:
+    """What the user reads of an error: its first line (our messages are one sentence)."""
     text = str(e).strip() or type(e).__name__
     return text.splitlines()[0]
 
@@ -385,7 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - the CLI's contract: one sentence, non-zero exit
         if getattr(args, "debug", False):
             raise
-        print(f"error: {_sentence(e)}", file=sys.stderr)
+        print(f"error: {sentence(e)}", file=sys.stderr)
         return EXIT_ERROR
 
 

@@ -30,7 +30,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .cli import _sentence  # an exception's first line: the page says what the CLI says
+from .cli import sentence  # an exception's first line: the page says what the CLI says
+from .images import center_square
 
 log = logging.getLogger(__name__)
 
@@ -68,21 +69,11 @@ def _gradio():
 
 def _message(e: BaseException) -> str:
     """The exception's sentence as shown in the page (capitalised)."""
-    text = _sentence(e)
+    text = sentence(e)
     return text[:1].upper() + text[1:]
 
 
 # ----------------------------------------------------------------------------------------- images and faces
-def _center_square(image, size: int):
-    """An unaligned photo: the central square, resized (the pipeline expects a square, face-filling crop)."""
-    from PIL import Image
-
-    w, h = image.size
-    s = min(w, h)
-    box = ((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s)
-    return image.crop(box).resize((size, size), Image.LANCZOS) if (w, h) != (size, size) else image
-
-
 def _face(path, align: bool):
     """The face the pipeline sees (PIL, 256²) in a file: the largest face aligned like FFHQ (:mod:`faces`), or the
     central square. :class:`images.ImageError` / :class:`faces.NoFaceError` (one sentence) when there is none."""
@@ -90,13 +81,13 @@ def _face(path, align: bool):
 
     image = load_image(path)
     if not align:
-        return _center_square(image, FACE_SIZE)
+        return center_square(image, FACE_SIZE)
     from .faces import align as align_faces
 
     try:
         return align_faces(image, output_size=FACE_SIZE)[0].image
     except ImportError as e:  # no dlib: say how to install it, or to untick the box
-        raise WebError(f"{_sentence(e)}; or untick 'Align the face'") from None
+        raise WebError(f"{sentence(e)}; or untick 'Align the face'") from None
 
 
 # ----------------------------------------------------------------------------------------- state
@@ -155,7 +146,7 @@ class Pipelines:
                     progress((i, len(ids)), desc="rendering the exemplar thumbnails", unit="exemplars")
                 own = self.exemplar_file(pipe.codes.name_of(style_id)) if self.exemplar_images else None
                 try:
-                    thumb = _center_square(load_image(own), THUMBNAIL_SIZE) if own is not None else None
+                    thumb = center_square(load_image(own), THUMBNAIL_SIZE) if own is not None else None
                 except ImageError:
                     log.warning("cannot read the exemplar image %s; rendering it from its code instead", own)
                 if thumb is None:
@@ -202,7 +193,7 @@ class _Faces:
         except Exception as e:  # noqa: BLE001 - said in one sentence, naming which upload it was
             if _for_people(e):
                 # the upload's name, not where the server keeps it
-                text = _sentence(e).replace(str(path), Path(path).name)
+                text = sentence(e).replace(str(path), Path(path).name)
                 raise WebError(f"the {what}: {text}") from e
             raise
         with self._lock:
@@ -295,7 +286,7 @@ def build_app(pipelines: Mapping[str, Any] | Callable[[str], Any], *, styles: Se
                 raise
             except Exception as e:  # noqa: BLE001 - the contract: a message for the user, never a crash
                 if _for_people(e):
-                    log.info("request refused: %s", _sentence(e))
+                    log.info("request refused: %s", sentence(e))
                 else:
                     log.exception("request failed")
                 raise error(_message(e)) from None

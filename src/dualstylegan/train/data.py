@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 from pathlib import Path
 from typing import Sequence
 
@@ -17,21 +16,14 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..images import center_square, save_image
+
 log = logging.getLogger(__name__)
 
 Rejected = tuple[Path, str]
 
 
 # ------------------------------------------------------------------------------------------- helpers
-def center_square(img: Image.Image, size: int) -> Image.Image:
-    """The largest centred square of ``img``, resized to ``size``² (Lanczos)."""
-    w, h = img.size
-    side = min(w, h)
-    left, top = (w - side) // 2, (h - side) // 2
-    img = img.crop((left, top, left + side, top + side))
-    return img if img.size == (size, size) else img.resize((size, size), Image.LANCZOS)
-
-
 def _as_pil(image) -> Image.Image:
     if isinstance(image, Image.Image):
         return image.convert("RGB")
@@ -47,16 +39,6 @@ def _png_size(path: Path) -> tuple[int, int] | None:
             return im.size if im.format == "PNG" else None
     except Exception:  # noqa: BLE001 - any unreadable file is simply prepared again
         return None
-
-
-def _save_png_atomic(img: Image.Image, target: Path) -> None:
-    tmp = target.with_name(f".{target.stem}.{secrets.token_hex(4)}.tmp.png")
-    try:
-        img.save(tmp, format="PNG")
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _target_names(files: Sequence[Path]) -> list[str]:
@@ -124,7 +106,7 @@ def prepare_style_images(src_folder: str | os.PathLike, dst_folder: str | os.Pat
             log.warning("skipping %s: %s", path, reason)
             rejected.append((path, reason))
             continue
-        _save_png_atomic(out, target)
+        save_image(out, target, overwrite=True)
         kept.append(target)
     return kept, rejected
 

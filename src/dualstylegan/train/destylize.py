@@ -96,7 +96,7 @@ class StyleImages(Mapping):
             return self._tensors[name]
         if name in self._files:
             from ..images import load_image, to_tensor
-            from .data import center_square
+            from ..images import center_square
 
             return to_tensor(center_square(load_image(self._files[name]), self.size))
         raise KeyError(f"there is no style image named {name!r}")

@@ -135,7 +135,7 @@ class StyleSet:
 def _load_square(path: Path, size: int) -> torch.Tensor:
     """An image file as (3, size, size) in [−1, 1] (:func:`dualstylegan.images.load_image`, centre square)."""
     from ..images import load_image
-    from .data import center_square
+    from ..images import center_square
 
     arr = np.asarray(center_square(load_image(path), size), dtype=np.float32)
     return torch.from_numpy(arr.copy()).permute(2, 0, 1) / 127.5 - 1
