@@ -281,7 +281,6 @@ def _natural_sizes(page, selector: str) -> list[list[int]]:
 
 
 def test_transfer_in_the_browser(page, photos, tmp_path):
-    t0 = time.perf_counter()
     good, _ = photos
     assert page.locator("#gallery button.thumbnail-item").count() == 3  # the tiny bank's 3 exemplars
     page.locator("#photo input[type=file]").set_input_files(str(good))
@@ -299,7 +298,6 @@ def test_transfer_in_the_browser(page, photos, tmp_path):
     assert ".png" in page.locator("#download").inner_text()
     _artifact(page, tmp_path, "web_transfer.png")
     assert not page.external, f"the page tried to leave localhost: {page.external}"
-    assert time.perf_counter() - t0 < 45
 
 
 def test_non_image_upload_is_rejected_in_one_sentence(page, photos, big_photo, tmp_path):
