@@ -77,3 +77,15 @@ def face_tensor():
     g = torch.Generator().manual_seed(1)
     low = torch.rand(1, 3, 8, 8, generator=g) * 2 - 1
     return torch.nn.functional.interpolate(low, size=256, mode="bilinear", align_corners=False)
+
+
+def needs_dlib() -> None:
+    """Skip the calling test unless the 'faces' extra (scipy, dlib-bin, face_recognition_models) is installed."""
+    from dualstylegan import faces
+
+    pytest.importorskip("scipy", reason="alignment needs the 'faces' extra")
+    pytest.importorskip("dlib", reason="face detection needs the 'faces' extra (dlib-bin)")
+    try:
+        faces.predictor_path()
+    except ImportError as e:
+        pytest.skip(str(e))

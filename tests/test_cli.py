@@ -17,7 +17,9 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from dualstylegan import cli, faces
+from conftest import needs_dlib
+
+from dualstylegan import cli
 from dualstylegan.codes import CodeBank
 from dualstylegan.images import load_image, make_grid, to_image, to_tensor
 
@@ -89,15 +91,6 @@ def png_header_only(path: Path, width: int, height: int) -> Path:
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16))
                      + chunk(b"IEND", b""))
     return path
-
-
-def needs_dlib():
-    pytest.importorskip("scipy", reason="alignment needs the 'faces' extra")
-    pytest.importorskip("dlib", reason="face detection needs the 'faces' extra (dlib-bin)")
-    try:
-        faces.predictor_path()
-    except ImportError as e:
-        pytest.skip(str(e))
 
 
 @pytest.fixture(scope="module")

@@ -7,20 +7,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import needs_dlib
+
 from dualstylegan import faces
 
 
 def needs_scipy():
     pytest.importorskip("scipy", reason="alignment needs the 'faces' extra")
-
-
-def needs_dlib():
-    needs_scipy()
-    pytest.importorskip("dlib", reason="face detection needs the 'faces' extra (dlib-bin)")
-    try:
-        faces.predictor_path()
-    except ImportError as e:
-        pytest.skip(str(e))
 
 
 @pytest.fixture(scope="module")
