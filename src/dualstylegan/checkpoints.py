@@ -11,13 +11,10 @@ wrong and what to do. Nothing here knows about networks: :mod:`dualstylegan.offi
 """
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
 import os
 import pickle
 import re
-import secrets
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -25,6 +22,9 @@ from typing import IO, Any
 import numpy as np
 import torch
 from numpy.lib import format as npformat
+
+from .atomic import atomic_write, disk_full
+from .errors import DualStyleGANError, short
 
 try:  # numpy >= 2 (and the forward-compatible alias of late 1.x)
     from numpy._core import multiarray as _multiarray
@@ -39,18 +39,11 @@ WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(DualStyleGANError, ValueError):
     """A checkpoint file that is missing, damaged, unsafe or of the wrong kind (one sentence, names the file)."""
 
 
 # ------------------------------------------------------------------------------------------- helpers
-def _short(exc: BaseException, limit: int = 120) -> str:
-    """The gist of an exception message: its first sentence, shortened (torch's messages are paragraphs)."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    text = re.split(r"(?<=[a-z)])\. ", text, maxsplit=1)[0].rstrip(".")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _existing_file(path: PathLike) -> Path:
     """``path`` as a Path once it is known to be a non-empty file; CheckpointError otherwise."""
     p = Path(path)
@@ -98,7 +91,7 @@ def _wrong_format(p: Path, expected: str, exc: BaseException, native: tuple[str,
     if looks is not None and looks not in native:
         hint = " — perhaps a download page or a Git LFS pointer was saved instead" if "text" in looks else ""
         return CheckpointError(f"{p} is {looks}, not {expected}{hint}; check the path or download it again.")
-    return CheckpointError(f"{p} is truncated or not {expected} ({_short(exc)}); download it again.")
+    return CheckpointError(f"{p} is truncated or not {expected} ({short(exc)}); download it again.")
 
 
 # ------------------------------------------------------------------------------------------- torch files
@@ -138,7 +131,7 @@ def load_torch_file(path: PathLike) -> Any:
 
 def save_torch_file(path: PathLike, obj: Any) -> None:
     """``torch.save(obj, path)`` atomically (official layouts that the training stages emit)."""
-    _atomic_write(Path(path), lambda f: torch.save(obj, f))
+    write_file(Path(path), lambda f: torch.save(obj, f))
 
 
 # ------------------------------------------------------------------------------------------- state dicts
@@ -260,7 +253,7 @@ def load_code_bank(path: PathLike, style_dim: int = 512) -> dict[str, np.ndarray
             raise CheckpointError(f"{p} is damaged (it asks for more memory than there is); "
                                   "download it again.") from None
         except Exception as exc:  # noqa: BLE001 - EOFError, UnpicklingError, ValueError, TypeError…
-            raise CheckpointError(f"{p} is truncated or damaged ({_short(exc)}); download it again.") from None
+            raise CheckpointError(f"{p} is truncated or damaged ({short(exc)}); download it again.") from None
     if isinstance(obj, np.ndarray) and obj.shape == () and obj.dtype == object:
         obj = obj.item()
     return _validate_codes(obj, str(p), style_dim)
@@ -269,7 +262,7 @@ def load_code_bank(path: PathLike, style_dim: int = 512) -> dict[str, np.ndarray
 def save_code_bank(path: PathLike, codes: Mapping[str, Any], style_dim: int = 512) -> None:
     """Write the official layout (``np.save`` of the dict, float32 values, order kept) atomically."""
     bank = _validate_codes(codes, str(path), style_dim)
-    _atomic_write(Path(path), lambda f: np.save(f, bank, allow_pickle=True))
+    write_file(Path(path), lambda f: np.save(f, bank, allow_pickle=True))
 
 
 # ------------------------------------------------------------------------------------------- our format
@@ -294,10 +287,10 @@ def save_pretrained(folder: PathLike, state_dict: Mapping[str, torch.Tensor], co
     try:
         text = json.dumps({"kind": kind, "config": dict(config), "format_version": FORMAT_VERSION}, indent=2)
     except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"Cannot save the config of {folder}: {_short(exc)}; use plain JSON values.") from None
+        raise CheckpointError(f"Cannot save the config of {folder}: {short(exc)}; use plain JSON values.") from None
     blob = st_save(tensors, metadata={"format": "pt"})
-    _atomic_write(folder / WEIGHTS_NAME, lambda f: f.write(blob))
-    _atomic_write(folder / CONFIG_NAME, lambda f: f.write(text.encode() + b"\n"))
+    write_file(folder / WEIGHTS_NAME, lambda f: f.write(blob))
+    write_file(folder / CONFIG_NAME, lambda f: f.write(text.encode() + b"\n"))
 
 
 def load_pretrained(folder: PathLike) -> tuple[str, dict[str, Any], Tensors]:
@@ -312,7 +305,7 @@ def load_pretrained(folder: PathLike) -> tuple[str, dict[str, Any], Tensors]:
     try:
         meta = json.loads(cfg_path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{cfg_path} is not valid JSON ({_short(exc)}); save the model again.") from None
+        raise CheckpointError(f"{cfg_path} is not valid JSON ({short(exc)}); save the model again.") from None
     if not (isinstance(meta, dict) and isinstance(meta.get("kind"), str) and isinstance(meta.get("config"), dict)
             and isinstance(meta.get("format_version"), int)):
         raise CheckpointError(f"{cfg_path} lacks 'kind', 'config' or 'format_version'; it was not written by "
@@ -324,40 +317,21 @@ def load_pretrained(folder: PathLike) -> tuple[str, dict[str, Any], Tensors]:
     try:
         state = load_file(weights, device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{weights} is truncated or not a safetensors file ({_short(exc)}); save or "
+        raise CheckpointError(f"{weights} is truncated or not a safetensors file ({short(exc)}); save or "
                               "download it again.") from None
     return meta["kind"], meta["config"], state
 
 
 # ------------------------------------------------------------------------------------------- atomic writes
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """Run ``write`` on a temp file beside ``path``, fsync it, then ``os.replace``; on failure remove the temp
-    file (the old ``path`` is untouched). OSError → CheckpointError (a full disk says so)."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+def write_file(path: PathLike, write: Callable[[IO[bytes]], Any]) -> Path:
+    """:func:`dualstylegan.atomic.atomic_write` with an ``OSError`` said as a :class:`CheckpointError` (a full disk
+    says so; any previous file there is unchanged)."""
+    path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "xb") as f:  # mode 0o666 & ~umask, like a plain open
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return atomic_write(path, write)
+    except OSError as exc:
+        if disk_full(exc):
             raise CheckpointError(f"Could not write {path} because the disk is full; free some space and try again "
                                   "(any previous file there is unchanged).") from None
-        if isinstance(exc, OSError):
-            raise CheckpointError(f"Could not write {path} ({_short(exc)}); check that the folder is writable "
-                                  "(any previous file there is unchanged).") from None
-        raise
-    try:  # make the rename itself durable; not possible everywhere (e.g. Windows)
-        fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        raise CheckpointError(f"Could not write {path} ({short(exc)}); check that the folder is writable "
+                              "(any previous file there is unchanged).") from None

@@ -7,8 +7,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import DualStyleGANError
 
-class StyleIdError(KeyError):
+
+class StyleIdError(DualStyleGANError, KeyError):
     """A style id or exemplar name that the code bank does not have."""
 
     def __str__(self) -> str:  # KeyError quotes its message; we want the sentence

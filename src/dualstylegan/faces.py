@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .errors import DualStyleGANError
+
 #: Images are searched for faces at most this large (longest side); a larger photo is detected on a reduced copy
 #: and its landmarks are then found at full resolution. Up to this size detection is the reference's.
 DETECT_MAX_SIDE = 1024
@@ -30,7 +32,7 @@ RIGHT_EYE = slice(42, 48)
 MOUTH_LEFT, MOUTH_RIGHT = 48, 54
 
 
-class NoFaceError(ValueError):
+class NoFaceError(DualStyleGANError, ValueError):
     """No face was found where one was needed; the message is one sentence."""
 
 

@@ -22,6 +22,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import DualStyleGANError
+
 log = logging.getLogger(__name__)
 
 HUB_REPO = "CVPR/DualStyleGAN"
@@ -57,7 +59,7 @@ _CODES_WANTED = f"{REFINED_CODES} (or {CODES})"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(/[\w.-]+)*$")
 
 
-class StylePackError(RuntimeError):
+class StylePackError(DualStyleGANError, RuntimeError):
     """A style pack that cannot be found, downloaded or read; the message says what to put where."""
 
 
@@ -132,7 +134,7 @@ def _tree_url(repo_id: str, revision: str, folder: str = "models") -> str:
     return f"https://huggingface.co/{repo_id}/tree/{revision}" + (f"/{folder}" if folder else "")
 
 
-class _Hub:
+class Hub:
     """hf_hub_download for one resolution: remembers failures and goes cache-only once the network is gone."""
 
     def __init__(self, repo_id: str, revision: str, cache_dir, local_files_only: bool, force_download: bool = False):
@@ -268,7 +270,7 @@ def _optional(files: StylePackFiles, need_sampler: bool, need_wplus: bool, home:
     raise StylePackError(f"Style {files.name!r} needs {names}, which is missing: put {_placement(missing)}.")
 
 
-def _from_folder(folder: Path, name: str, source: str, hub: _Hub) -> StylePackFiles:
+def _from_folder(folder: Path, name: str, source: str, hub: Hub) -> StylePackFiles:
     """A local style folder; the encoder may come from its parent, models_home()/models or the Hub cache/download."""
     codes = _first(folder / REFINED_CODES, folder / CODES)
     encoder = _shared(folder, ENCODER)
@@ -294,7 +296,7 @@ def _parent_prefix(prefix: str) -> str:
     return head + "/" if head else ""
 
 
-def _from_hub(hub: _Hub, prefix: str, name: str, home: Path | None) -> StylePackFiles:
+def _from_hub(hub: Hub, prefix: str, name: str, home: Path | None) -> StylePackFiles:
     """Download ``{prefix}generator.pt``, the codes and the encoder (``{parent}encoder.pt``, else in the style folder).
 
     ``prefix`` is the style folder inside the repo ("models/cartoon/", or "" for a pack at the repo root). ``home``
@@ -371,8 +373,8 @@ def resolve_style_pack(name_or_path: str | os.PathLike, *, revision: str = HUB_R
         raise _unknown_style(arg)
     local_only = local_files_only or not download
 
-    def hub(repo_id: str = HUB_REPO) -> _Hub:
-        return _Hub(repo_id, revision, cache_dir, local_only, force_download)
+    def hub(repo_id: str = HUB_REPO) -> Hub:
+        return Hub(repo_id, revision, cache_dir, local_only, force_download)
 
     # (1) a local folder
     folder = _local_folder(arg)
@@ -486,7 +488,7 @@ def list_styles(*, revision: str = HUB_REVISION, cache_dir=None) -> list[dict]:
     for name in names:
         published = KNOWN_STYLES.get(name, "local")
         home = models / name
-        hub = _Hub(HUB_REPO, revision, cache_dir, True) if published == "hub" else None
+        hub = Hub(HUB_REPO, revision, cache_dir, True) if published == "hub" else None
         prefix = f"models/{name}/"
         found: dict[str, Path | None] = {
             GENERATOR: _first(home / GENERATOR) or (hub and hub.cached(prefix + GENERATOR)),

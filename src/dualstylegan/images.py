@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -18,6 +17,9 @@ from typing import IO, Union
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .atomic import atomic_write
+from .errors import DualStyleGANError
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,7 @@ ImageLike = Union[Image.Image, torch.Tensor]
 _WHITE = (255, 255, 255)
 
 
-class ImageError(ValueError):
+class ImageError(DualStyleGANError, ValueError):
     """A file that cannot be read or written as an image; the message is one sentence naming the file."""
 
     def __init__(self, message: str, path: str | os.PathLike | None = None):
@@ -250,55 +252,28 @@ def _format_for(path: Path) -> str:
 
 
 def _write_atomic(path: Path, write: Callable[[IO[bytes]], None], overwrite: bool) -> None:
+    """:func:`dualstylegan.atomic.atomic_write`, its refusals and failures said as an :class:`ImageError`."""
     if path.is_dir():
         raise ImageError(f"cannot save to {path}: it is a folder.", path)
     if path.exists() and not overwrite:
         raise ImageError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it.", path)
-    folder = path.parent
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        why = "a file is in the way" if isinstance(e, (FileExistsError, NotADirectoryError)) else _why(e)
-        raise ImageError(f"cannot write {path}: its folder cannot be created ({why}).", path) from None
-    tmp = folder / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        why_ = "a file is in the way" if isinstance(e, (FileExistsError, NotADirectoryError)) else _why(e)
+        raise ImageError(f"cannot write {path}: its folder cannot be created ({why_}).", path) from None
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, unlike mkstemp
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        elif not _publish_new(tmp, path):
-            raise ImageError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it.", path)
+        atomic_write(path, write, overwrite=overwrite)
+    except FileExistsError:
+        raise ImageError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it.", path) from None
     except OSError as e:
         raise ImageError(f"cannot write {path}: {_why(e)}.", path) from None
-    finally:
-        try:
-            tmp.unlink()
-        except OSError:  # already renamed, or the folder is gone: nothing of ours is left
-            pass
 
 
 def _why(e: OSError) -> str:
     return e.strerror or _reason(e)
 
 
-def _publish_new(tmp: Path, path: Path) -> bool:
-    """Move ``tmp`` to ``path`` unless ``path`` exists (a hard link is atomic and never replaces); False if it did."""
-    try:
-        os.link(tmp, path)
-        return True
-    except FileExistsError:
-        return False
-    except OSError:  # a file system without hard links: check, then rename (a tiny race, no partial file)
-        if path.exists():
-            return False
-        os.replace(tmp, path)
-        return True
-
-
-# ------------------------------------------------------------------------------------------------ grids
 def make_grid(items: Iterable[ImageLike | None], nrow: int = 8, padding: int = 2, size: int | None = None,
               background: tuple[int, int, int] = _WHITE) -> Image.Image:
     """Tile images into rows of ``nrow`` with ``padding`` pixels between and around them.

@@ -13,13 +13,25 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import (CheckpointError, _short, check_state_dict, load_torch_file, save_torch_file, strip_prefix,
-                          take)
+from .checkpoints import (
+    CheckpointError,
+    check_state_dict,
+    load_torch_file,
+    save_torch_file,
+    strip_prefix,
+    take,
+)
+from .errors import short
 from .nets.config import default_channels
 from .nets.dualstylegan import DualStyleGAN, DualStyleGANConfig
 from .nets.encoder import EncoderConfig, IdentityNet, PSPEncoder
 from .nets.sampler import ExtrinsicSampler, SamplerConfig
-from .nets.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
+from .nets.stylegan2 import (
+    Discriminator,
+    DiscriminatorConfig,
+    Generator,
+    GeneratorConfig,
+)
 
 Tensors = dict[str, torch.Tensor]
 
@@ -55,7 +67,7 @@ def _reading(path: str | Path, what: str) -> Iterator[None]:
     except CheckpointError:
         raise
     except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
-        raise CheckpointError(f"{Path(path).name} is not {what} that this library can read ({_short(exc)}); check "
+        raise CheckpointError(f"{Path(path).name} is not {what} that this library can read ({short(exc)}); check "
                               "that you gave the right file.") from None
 
 

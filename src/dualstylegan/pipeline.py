@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .codes import CodeBank
+from .errors import DualStyleGANError
 from .nets.dualstylegan import DualStyleGAN
 from .nets.stylegan2 import Generator
 
@@ -29,7 +30,7 @@ TRANSFER_TRUNCATION = 0.75  # style_transfer.py, toward 0
 GENERATE_TRUNCATION = 0.5   # generate.py, toward 0
 
 
-class WeightError(ValueError):
+class WeightError(DualStyleGANError, ValueError):
     """An impossible weight vector (or truncation)."""
 
 

@@ -28,7 +28,18 @@ class DualStyleGANConfig(GeneratorConfig):
 
     @property
     def n_structure(self) -> int:
+        """Number of structure rows: layers 0 … res_index (7 at 1024², the paper's layers 1–7)."""
         return self.res_index // 2 * 2 + 1
+
+    @property
+    def structure_rows(self) -> slice:
+        """Rows of a style code that drive the ModRes blocks (paper §3.2: structure, layers 1–7)."""
+        return slice(0, self.n_structure)
+
+    @property
+    def color_rows(self) -> slice:
+        """Rows of a style code that drive the color transforms (paper §3.2: color, layers 8–18)."""
+        return slice(self.n_structure, self.n_latent)
 
 
 class AdaptiveInstanceNorm(nn.Module):

@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import DualStyleGANError
+
 log = logging.getLogger(__name__)
 
 STEPS: tuple[str, ...] = ("prepare", "finetune-stylegan", "destylize", "pretrain", "finetune", "refine-codes",
@@ -80,7 +82,7 @@ MIN_STYLE_IMAGES = 2
 DIST_TIMEOUT_HOURS = 72
 
 
-class RecipeError(RuntimeError):
+class RecipeError(DualStyleGANError, RuntimeError):
     """A training run that cannot go on; the message is one sentence saying what to do."""
 
 
@@ -152,9 +154,9 @@ def search_folders(key: str) -> list[Path]:
 def _download(spec: WeightFile) -> Path | None:
     """Fetch a weight file that has a direct URL (or encoder.pt from the Hugging Face Hub); None when impossible."""
     if spec.key == "encoder":
-        from ..hub import HUB_REPO, HUB_REVISION, _Hub
+        from ..hub import HUB_REPO, HUB_REVISION, Hub
 
-        return _Hub(HUB_REPO, HUB_REVISION, None, False).get("models/encoder.pt")
+        return Hub(HUB_REPO, HUB_REVISION, None, False).get("models/encoder.pt")
     if spec.url is None:
         return None
     import torch
@@ -187,9 +189,9 @@ def find_weights(key: str, given: str | os.PathLike | None = None, *, download: 
             if (folder / name).is_file():
                 return folder / name
     if key == "encoder":
-        from ..hub import HUB_REPO, HUB_REVISION, _Hub
+        from ..hub import HUB_REPO, HUB_REVISION, Hub
 
-        hit = _Hub(HUB_REPO, HUB_REVISION, None, True).cached("models/encoder.pt")
+        hit = Hub(HUB_REPO, HUB_REVISION, None, True).cached("models/encoder.pt")
         if hit is not None:
             return hit
     if download:
@@ -348,10 +350,9 @@ class RecipeConfig:
 
 # ------------------------------------------------------------------------------------------- helpers
 def _write_json(path: Path, obj: Any) -> None:
-    from ..checkpoints import _atomic_write
+    from ..atomic import write_json
 
-    data = json.dumps(obj, indent=2, sort_keys=True, default=str).encode()
-    _atomic_write(path, lambda f: f.write(data))
+    write_json(path, obj)
 
 
 def _read_json(path: Path) -> dict | None:

@@ -1,0 +1,41 @@
+"""Errors a user can cause, and the one sentence they read (the paper's code has no such layer).
+
+Every error that bad input can raise — an unreadable photo, no face, a malformed checkpoint, an unknown style id,
+an impossible weight vector, a style pack that cannot be found, a training run that cannot go on — derives from
+:class:`DualStyleGANError`. Each keeps a standard base too (``ValueError``, ``KeyError``, ``RuntimeError``) so that
+callers catching those keep working. Anything else reaching a front end is a bug: :func:`is_user_error` tells them
+apart, and front ends log the traceback of a bug instead of presenting it as the user's mistake.
+"""
+from __future__ import annotations
+
+import re
+
+
+class DualStyleGANError(Exception):
+    """Base of every error caused by input, files or settings; its message is one sentence saying what to do."""
+
+
+class UsageError(DualStyleGANError):
+    """An option or request that cannot be served as given (a device that is not there, an empty upload, …)."""
+
+
+def is_user_error(e: BaseException) -> bool:
+    """Whether ``e`` is the user's to fix (its message is for people): one of ours, or the operating system's
+    refusal of a file (``OSError``: a missing folder, a full disk, no permission). Anything else is a bug."""
+    return isinstance(e, (DualStyleGANError, OSError))
+
+
+def short(exc: BaseException, limit: int = 120) -> str:
+    """The gist of an exception message: its first sentence, shortened (torch's messages are paragraphs)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = re.split(r"(?<=[a-z)])\. ", text, maxsplit=1)[0].rstrip(".")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def sentence(e: BaseException) -> str:
+    """What a person reads of an error: its first line (our messages are one sentence)."""
+    text = str(e).strip() or type(e).__name__
+    return text.splitlines()[0]
+
+
+__all__ = ["DualStyleGANError", "UsageError", "is_user_error", "sentence", "short"]
