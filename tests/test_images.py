@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from dualstylegan.images import (
-    MAX_PIXELS, ImageError, center_square, is_image_file, iter_image_files, load_image, make_grid, save_animation, save_image,
-    to_image, to_rgb, to_tensor,
+    MAX_PIXELS, ImageError, center_square, is_image_file, iter_image_files, load_image, load_square, make_grid,
+    save_animation, save_image, to_image, to_rgb, to_tensor,
 )
 
 
@@ -253,6 +253,19 @@ def test_center_square():
     assert center_square(noise_image(30, 50), 20).size == (20, 20)
     same = noise_image(32, 32)
     assert center_square(same, 32) is same
+
+
+def test_load_square_is_center_square_as_a_tensor(tmp_path):
+    wide = noise_image(64, 48, seed=3)
+    wide.save(tmp_path / "wide.png")
+    t = load_square(tmp_path / "wide.png", 48)
+    assert t.shape == (1, 3, 48, 48) and t.dtype == torch.float32
+    assert torch.equal(t, to_tensor(center_square(wide, 48)))
+    raw = load_square(tmp_path / "wide.png", 48, uint8=True)
+    assert raw.dtype == torch.uint8 and raw.shape == (1, 3, 48, 48)
+    assert torch.equal(raw.float() / 127.5 - 1, t)
+    with pytest.raises(ImageError, match="does not exist"):
+        load_square(tmp_path / "missing.png", 48)
 
 
 # ------------------------------------------------------------------------------------------------ saving

@@ -1,7 +1,8 @@
 """Images in and out: load any photo PIL can read as RGB, convert to and from [−1, 1] tensors, save, grids.
 
-Tensors follow SPEC §8: float NCHW RGB in [−1, 1] with x = v/127.5 − 1, and are written back as the round-down
-uint8 of (x + 1)·127.5 (the reference's ``astype(np.uint8)``). Everything that can go wrong with a file — missing,
+Tensors follow the reference code (torchvision's ``Normalize(0.5, 0.5)``; ``util.py`` writes images back): float
+NCHW RGB in [−1, 1] with x = v/127.5 − 1, written back as the round-down uint8 of (x + 1)·127.5 (the reference's
+``astype(np.uint8)``). Everything that can go wrong with a file — missing,
 empty, not an image, truncated, a decompression bomb, a folder that cannot be written — is an :class:`ImageError`
 whose message is one sentence naming the file.
 """
@@ -175,6 +176,20 @@ def center_square(img: Image.Image, size: int) -> Image.Image:
     return img if img.size == (size, size) else img.resize((size, size), Image.LANCZOS)
 
 
+def load_square(path: str | os.PathLike, size: int, uint8: bool = False) -> torch.Tensor:
+    """An image file's largest centred square at ``size``² as a (1, 3, size, size) tensor: a style image.
+
+    :func:`load_image` then :func:`center_square` (the reference's Resize + CenterCrop, Lanczos here) then
+    :func:`to_tensor` — float32 in [−1, 1] (x = v/127.5 − 1); with ``uint8`` the raw 0…255 values instead (a
+    quarter of the memory, for caches; ``t.float() / 127.5 − 1`` gives the float tensor exactly). Raises
+    :class:`ImageError` as :func:`load_image` does.
+    """
+    img = center_square(load_image(path), int(size))
+    if uint8:
+        return torch.from_numpy(np.array(img, dtype=np.uint8, copy=True)).permute(2, 0, 1).unsqueeze(0).contiguous()
+    return to_tensor(img)
+
+
 def to_image(t: torch.Tensor) -> Image.Image:
     """A (3, H, W) or (1, 3, H, W) tensor in [−1, 1] → RGB PIL image, uint8 = ⌊(x + 1)·127.5⌋ after clamping.
 
@@ -328,6 +343,7 @@ def iter_image_files(folder: str | os.PathLike, recursive: bool = False) -> list
 
 
 __all__ = [
-    "IMAGE_EXTENSIONS", "MAX_PIXELS", "ImageError", "center_square", "is_image_file", "iter_image_files", "load_image", "make_grid",
+    "IMAGE_EXTENSIONS", "MAX_PIXELS", "ImageError", "center_square", "is_image_file", "iter_image_files", "load_image",
+    "load_square", "make_grid",
     "save_animation", "save_image", "to_image", "to_rgb", "to_tensor",
 ]
