@@ -1,7 +1,8 @@
-"""Access to the reference folder (SPEC.md, layouts/, vectors/) made by running the paper's code.
+"""Access to the reference folder (layouts/, vectors/) made by running the paper's code (see reference/MADE.md).
 
-The folder is read from ``DUALSTYLEGAN_REFERENCE`` (default ``../shared/reference`` next to the repository).
-Nothing here knows a number from any particular vector file: cases, layouts and fill rules are read from disk.
+The folder is ``tests/reference`` (vendored: a fresh clone tests itself); ``DUALSTYLEGAN_REFERENCE`` overrides it
+with another reference set made the same way. A missing or empty folder is a failure, never a skip. Nothing here
+knows a number from any particular vector file: cases, layouts and fill rules are read from disk.
 """
 from __future__ import annotations
 
@@ -13,20 +14,32 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+VENDORED = Path(__file__).resolve().parent / "reference"
 _ENV = os.environ.get("DUALSTYLEGAN_REFERENCE")
-REFERENCE = Path(_ENV) if _ENV else (REPO / ".." / "shared" / "reference").resolve()
+REFERENCE = Path(_ENV).expanduser().resolve() if _ENV else VENDORED
 
 # The README's tolerance for float32 on CPU.
 MAX_ABS = 1e-4
 MAX_REL_L2 = 1e-5
 
 
+def missing_reference() -> str | None:
+    """Why the reference folder cannot be used (None when it has vectors and layouts)."""
+    where = f"DUALSTYLEGAN_REFERENCE={_ENV}" if _ENV else f"the vendored reference folder {REFERENCE}"
+    for sub, pattern in (("vectors", "*.safetensors"), ("layouts", "*.txt")):
+        folder = REFERENCE / sub
+        if not folder.is_dir():
+            return f"{where} has no {sub}/ folder"
+        if not any(folder.glob(pattern)):
+            return f"{where} has no {pattern} in {sub}/"
+    return None
+
+
 def require_reference() -> Path:
-    if not (REFERENCE / "vectors").is_dir():
-        if _ENV:
-            raise FileNotFoundError(f"DUALSTYLEGAN_REFERENCE={_ENV} has no vectors/ folder")
-        pytest.skip(f"no reference folder at {REFERENCE} (set DUALSTYLEGAN_REFERENCE)")
+    """The reference folder; a failure (never a skip) when it is missing or empty."""
+    why = missing_reference()
+    if why is not None:
+        pytest.fail(why, pytrace=False)
     return REFERENCE
 
 
