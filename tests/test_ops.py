@@ -1,4 +1,8 @@
-"""Each fast op equals its plain reference on random inputs, forward and backward (float64 gradcheck)."""
+"""Each fast kernel equals its plain reference on random inputs, forward and backward (float64 gradcheck).
+
+The fast kernels (``*_fast``) are called directly, so a comparison never ends up comparing the reference with itself;
+separate tests check which kernel each op dispatches to.
+"""
 from __future__ import annotations
 
 import pytest
@@ -30,14 +34,56 @@ def test_upfirdn2d_fast_matches_reference(up, down, pad, k):
     x = rand(2, 3, 9, 9)
     kernel = rand(k, k, grad=False, seed=1)
     ref = ops.upfirdn2d_ref(x, kernel, up, down, pad)
-    fast = ops.upfirdn2d(x, kernel, up, down, pad)
+    fast = ops.upfirdn2d_fast(x, kernel, up, down, pad)
     assert fast.shape == ref.shape
     torch.testing.assert_close(fast, ref)
     gy = rand(*ref.shape, grad=False, seed=2)
     (g_ref,) = torch.autograd.grad(ref, x, gy)
     (g_fast,) = torch.autograd.grad(fast, x, gy)
     torch.testing.assert_close(g_fast, g_ref)
-    assert torch.autograd.gradcheck(lambda t: ops.upfirdn2d(t, kernel, up, down, pad), (rand(1, 2, 5, 5),))
+    assert torch.autograd.gradcheck(lambda t: ops.upfirdn2d_fast(t, kernel, up, down, pad), (rand(1, 2, 5, 5),))
+
+
+@pytest.mark.parametrize("up,down,pad", [(2, 1, (0, 3)), (2, 1, (-1, 0)), (1, 1, (2, -1)), (4, 2, (1, 5))])
+def test_upfirdn2d_fast_handles_asymmetric_and_negative_pads_and_nonsquare_kernels(up, down, pad):
+    x = rand(1, 2, 7, 7, grad=False)
+    kernel = rand(3, 4, grad=False, seed=3)
+    torch.testing.assert_close(ops.upfirdn2d_fast(x, kernel, up, down, pad), ops.upfirdn2d_ref(x, kernel, up, down, pad))
+
+
+def _spy(monkeypatch, name: str) -> list:
+    """Record calls of ops.NAME (the dispatching op looks it up in the module at call time)."""
+    calls, real = [], getattr(ops, name)
+    monkeypatch.setattr(ops, name, lambda *a, **k: calls.append(name) or real(*a, **k))
+    return calls
+
+
+def test_ops_dispatch_to_the_fast_kernels_unless_reference_ops_are_on(monkeypatch):
+    fast = [_spy(monkeypatch, n) for n in ("upfirdn2d_fast", "fused_leaky_relu_fast", "modulated_conv2d_fast")]
+    ref = [_spy(monkeypatch, n) for n in ("upfirdn2d_ref", "fused_leaky_relu_ref", "modulated_conv2d_ref")]
+    x, k = rand(2, 3, 6, 6, grad=False), rand(4, 4, grad=False, seed=1)
+    w, s = rand(5, 3, 3, 3, grad=False, seed=2), rand(2, 3, grad=False, seed=3)
+
+    def run():
+        with torch.no_grad():
+            ops.upfirdn2d(x, k, up=2, pad=(2, 1))
+            ops.fused_leaky_relu(x, torch.ones(3, dtype=x.dtype))
+            ops.modulated_conv2d(x, w, s, padding=1)
+
+    run()
+    assert [len(c) for c in fast] == [1, 1, 1] and [len(c) for c in ref] == [0, 0, 0]
+    with ops.use_reference_ops():
+        run()
+    assert [len(c) for c in fast] == [1, 1, 1] and [len(c) for c in ref] == [1, 1, 1]
+
+
+def test_fused_leaky_relu_takes_the_reference_under_autograd(monkeypatch):
+    """The fast kernel works in place and has no backward: with autograd on, the op is the reference."""
+    fast, ref = _spy(monkeypatch, "fused_leaky_relu_fast"), _spy(monkeypatch, "fused_leaky_relu_ref")
+    out = ops.fused_leaky_relu(rand(1, 2, 3, 3), rand(2, seed=1))
+    assert out.requires_grad and not fast and len(ref) == 1
+    with pytest.raises(RuntimeError):
+        ops.fused_leaky_relu_fast(rand(1, 2, 3, 3), None)
 
 
 def test_upfirdn2d_reference_is_the_textbook_definition():
@@ -64,21 +110,23 @@ def test_upfirdn2d_reference_switch():
     assert not ops.reference_ops_enabled()
 
 
-@pytest.mark.parametrize("grad", [True, False])
-def test_fused_leaky_relu_fast_matches_reference(grad):
-    x, b = rand(2, 5, 4, 4, grad=grad), rand(5, grad=grad, seed=1)
-    with torch.set_grad_enabled(grad):
-        torch.testing.assert_close(ops.fused_leaky_relu(x, b), ops.fused_leaky_relu_ref(x, b))
-        torch.testing.assert_close(ops.fused_leaky_relu(x), ops.fused_leaky_relu_ref(x))
-    if grad:
-        assert torch.autograd.gradcheck(ops.fused_leaky_relu, (rand(2, 3, 2, 2) + 0.05, rand(3, seed=4)))
+def test_fused_leaky_relu_fast_matches_reference():
+    x, b = rand(2, 5, 4, 4, grad=False), rand(5, grad=False, seed=1)
+    with torch.no_grad():
+        torch.testing.assert_close(ops.fused_leaky_relu_fast(x, b), ops.fused_leaky_relu_ref(x, b))
+        torch.testing.assert_close(ops.fused_leaky_relu_fast(x), ops.fused_leaky_relu_ref(x))
+
+
+def test_fused_leaky_relu_reference_gradient():
+    """Under autograd the op is the reference (see the dispatch test): its gradient is checked numerically."""
+    assert torch.autograd.gradcheck(ops.fused_leaky_relu, (rand(2, 3, 2, 2) + 0.05, rand(3, seed=4)))
 
 
 def test_fused_leaky_relu_does_not_modify_its_input():
     x = rand(1, 3, 2, 2, grad=False)
     before = x.clone()
     with torch.no_grad():
-        ops.fused_leaky_relu(x, torch.ones(3, dtype=x.dtype))
+        ops.fused_leaky_relu_fast(x, torch.ones(3, dtype=x.dtype))
     torch.testing.assert_close(x, before)
 
 
@@ -97,14 +145,14 @@ def test_modulated_conv2d_fast_matches_reference(up, down, padding, k, demod, ba
     weight = rand(5, 4, k, k, seed=1)
     styles = rand(batch, 4, seed=2)
     ref = ops.modulated_conv2d_ref(x, weight, styles, demod, up, down, padding)
-    fast = ops.modulated_conv2d(x, weight, styles, demod, up, down, padding)
+    fast = ops.modulated_conv2d_fast(x, weight, styles, demod, up, down, padding)
     torch.testing.assert_close(fast, ref)
     gy = rand(*ref.shape, grad=False, seed=5)
     for a, b in zip(torch.autograd.grad(ref, (x, weight, styles), gy),
                     torch.autograd.grad(fast, (x, weight, styles), gy)):
         torch.testing.assert_close(b, a)
     small = (rand(batch, 2, 4, 4), rand(3, 2, k, k, seed=1), rand(batch, 2, seed=2))
-    assert torch.autograd.gradcheck(lambda *t: ops.modulated_conv2d(*t, demod, up, down, padding), small)
+    assert torch.autograd.gradcheck(lambda *t: ops.modulated_conv2d_fast(*t, demod, up, down, padding), small)
     assert torch.autograd.gradcheck(lambda *t: ops.modulated_conv2d_ref(*t, demod, up, down, padding), small)
 
 
@@ -121,5 +169,7 @@ def test_fused_leaky_relu_inplace_matches_reference():
     x, b = rand(2, 5, 4, 4, grad=False), rand(5, grad=False, seed=1)
     expect = ops.fused_leaky_relu_ref(x, b)
     with torch.no_grad():
-        out = ops.fused_leaky_relu(x.clone(), b, inplace=True)
+        y = x.clone()
+        out = ops.fused_leaky_relu_fast(y, b, inplace=True)
+    assert out.data_ptr() == y.data_ptr()
     torch.testing.assert_close(out, expect)

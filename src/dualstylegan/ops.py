@@ -1,8 +1,11 @@
 """The custom ops of StyleGAN2: upfirdn2d, fused bias + leaky ReLU, modulated convolution.
 
-Each op has a plain reference (``*_ref``: obviously correct, follows SPEC.md §1 literally) and a fast path with
-the same signature. ``tests/test_ops.py`` checks that they agree on random inputs, forward and backward.
-The fast paths are used unless ``use_reference_ops(True)`` is in effect (the benchmark compares both).
+Each op has a plain reference (``*_ref``: obviously correct, the computation of the reference code's
+``model/stylegan/op/upfirdn2d.py``, ``fused_act.py`` and ``model/stylegan/model.py``'s ``ModulatedConv2d`` written
+out literally) and a fast kernel with the same signature (``*_fast``); the op itself (``upfirdn2d``, …) dispatches
+between them. ``tests/test_ops.py`` calls the fast kernels directly and checks that they agree with the references
+on random inputs, forward and backward. The fast kernels are used unless ``use_reference_ops(True)`` is in effect
+(the benchmark compares both).
 """
 from __future__ import annotations
 
@@ -53,11 +56,11 @@ def upfirdn2d_ref(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int 
     return x[:, :, ::down, ::down]
 
 
-def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
-              pad: tuple[int, int] = (0, 0)) -> torch.Tensor:
-    """Same as :func:`upfirdn2d_ref`, as one depthwise (transposed) convolution without temporaries."""
-    if _REFERENCE:
-        return upfirdn2d_ref(x, kernel, up, down, pad)
+def upfirdn2d_fast(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
+                   pad: tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """:func:`upfirdn2d_ref` as one depthwise convolution (``up == 1``) or one depthwise transposed convolution
+    (zero insertion + true convolution is a transposed convolution with the unflipped kernel), without the
+    zero-inserted and padded temporaries. Any ``up``, ``down``, ``pad`` and kernel shape."""
     c = x.shape[1]
     kh, kw = kernel.shape
     p0, p1 = pad
@@ -69,14 +72,25 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
             padding = 0
         weight = torch.flip(kernel, [0, 1]).to(x.dtype)[None, None].expand(c, 1, kh, kw)
         return F.conv2d(x, weight, stride=down, padding=padding, groups=c)
-    # Zero insertion + true convolution is a transposed convolution with the unflipped kernel whose padding
-    # crops (kernel - 1 - p0) samples on each side; other pads (never used by the networks) take the reference.
-    crop = kh - 1 - p0
-    if kh != kw or crop < 0 or p1 - p0 + up - 1 != 0:
-        return upfirdn2d_ref(x, kernel, up, down, pad)
     weight = kernel.to(x.dtype)[None, None].expand(c, 1, kh, kw)
-    out = F.conv_transpose2d(x, weight, stride=up, padding=crop, groups=c)
+    # The transposed convolution gives the full convolution of the zero-inserted input (kernel − 1 samples beyond
+    # each end, and no trailing up − 1 zeros): crop (or, where negative, zero-pad) it to the reference's window.
+    left_h, right_h = kh - 1 - p0, kh - 1 - (up - 1) - p1
+    left_w, right_w = kw - 1 - p0, kw - 1 - (up - 1) - p1
+    if min(left_h, right_h, left_w, right_w) >= 0 and left_h == right_h and left_w == right_w:
+        out = F.conv_transpose2d(x, weight, stride=up, padding=(left_h, left_w), groups=c)
+    else:
+        out = F.pad(F.conv_transpose2d(x, weight, stride=up, groups=c), [-left_w, -right_w, -left_h, -right_h])
     return out[:, :, ::down, ::down] if down > 1 else out
+
+
+def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
+              pad: tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """Upsample, pad, FIR filter, downsample: :func:`upfirdn2d_fast`, or :func:`upfirdn2d_ref` inside
+    :func:`use_reference_ops`."""
+    if _REFERENCE:
+        return upfirdn2d_ref(x, kernel, up, down, pad)
+    return upfirdn2d_fast(x, kernel, up, down, pad)
 
 
 # ------------------------------------------------------------------------------------ fused bias + lrelu
@@ -88,17 +102,26 @@ def fused_leaky_relu_ref(x: torch.Tensor, bias: torch.Tensor | None = None, nega
     return F.leaky_relu(x, negative_slope) * scale
 
 
-def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor | None = None, negative_slope: float = 0.2,
-                     scale: float = SQRT2, inplace: bool = False) -> torch.Tensor:
-    """Same as :func:`fused_leaky_relu_ref`. Without autograd it works in place: on ``x`` itself when
-    ``inplace`` (the caller owns x), else on one fresh buffer."""
-    if _REFERENCE or torch.is_grad_enabled():
-        return fused_leaky_relu_ref(x, bias, negative_slope, scale)
+def fused_leaky_relu_fast(x: torch.Tensor, bias: torch.Tensor | None = None, negative_slope: float = 0.2,
+                          scale: float = SQRT2, inplace: bool = False) -> torch.Tensor:
+    """:func:`fused_leaky_relu_ref` in place, for inference (autograd off): on ``x`` itself when ``inplace`` (the
+    caller owns x), else on one fresh buffer."""
+    if torch.is_grad_enabled() and (x.requires_grad or (bias is not None and bias.requires_grad)):
+        raise RuntimeError("fused_leaky_relu_fast works in place and has no backward; use fused_leaky_relu")
     if not inplace:
         x = x.clone(memory_format=torch.preserve_format)
     if bias is not None:
         x.add_(bias.view(1, -1, *([1] * (x.ndim - 2))))
     return F.leaky_relu_(x, negative_slope).mul_(scale)
+
+
+def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor | None = None, negative_slope: float = 0.2,
+                     scale: float = SQRT2, inplace: bool = False) -> torch.Tensor:
+    """Same as :func:`fused_leaky_relu_ref`: :func:`fused_leaky_relu_fast` when autograd is off, the reference
+    (whose backward autograd derives) when it is on or inside :func:`use_reference_ops`."""
+    if _REFERENCE or torch.is_grad_enabled():
+        return fused_leaky_relu_ref(x, bias, negative_slope, scale)
+    return fused_leaky_relu_fast(x, bias, negative_slope, scale, inplace)
 
 
 # ------------------------------------------------------------------------------------ modulated conv
@@ -135,21 +158,17 @@ def _modulate_activations(x: torch.Tensor) -> bool:
     return x.device.type == "cpu" or x.dtype not in (torch.float16, torch.bfloat16)
 
 
-def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True,
-                     up: int = 1, down: int = 1, padding: int = 0) -> torch.Tensor:
+def modulated_conv2d_fast(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True,
+                          up: int = 1, down: int = 1, padding: int = 0) -> torch.Tensor:
     """Same as :func:`modulated_conv2d_ref`, in channels-last memory format on the CPU.
 
-    One sample: the weight is modulated (a plain conv, no pass over the activations). Several samples:
-    the activations are modulated instead, so the whole batch shares one convolution (except in half precision
-    on GPUs, see :func:`_modulate_activations`).
+    One sample: the weight is modulated (a plain conv, no pass over the activations). Several samples: the
+    activations are modulated instead, so the whole batch shares one convolution and the demodulation becomes one
+    matrix product over the styles.
     """
-    if _REFERENCE:
-        return modulated_conv2d_ref(x, weight, styles, demodulate, up, down, padding)
     if _channels_last(x):
         x = x.contiguous(memory_format=torch.channels_last)
     styles = styles.to(x.dtype)
-    if x.shape[0] > 1 and not _modulate_activations(x):
-        return modulated_conv2d_ref(x, weight, styles, demodulate, up, down, padding)
     if x.shape[0] == 1:
         wgt = weight * styles[0][None, :, None, None]
         if demodulate:
@@ -167,3 +186,12 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         dcoefs = torch.rsqrt(styles.pow(2) @ weight.pow(2).sum([2, 3]).t() + 1e-8)  # (N, Cout)
         out = out * dcoefs[:, :, None, None]
     return out
+
+
+def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True,
+                     up: int = 1, down: int = 1, padding: int = 0) -> torch.Tensor:
+    """Modulated convolution: :func:`modulated_conv2d_fast`, except for batches in half precision on GPUs (see
+    :func:`_modulate_activations`) and inside :func:`use_reference_ops`, which take :func:`modulated_conv2d_ref`."""
+    if _REFERENCE or (x.shape[0] > 1 and not _modulate_activations(x)):
+        return modulated_conv2d_ref(x, weight, styles.to(x.dtype), demodulate, up, down, padding)
+    return modulated_conv2d_fast(x, weight, styles, demodulate, up, down, padding)
