@@ -18,7 +18,6 @@ per image to ``out_dir/log/`` and finally both code banks in the official layout
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
@@ -31,6 +30,7 @@ from torch import nn
 
 from ..codes import CodeBank
 from ..losses import LOSS_SIZE, pool_to
+from ..refine import NOISE_WEIGHT, LossFn, as_image_batch, fresh_noise, frozen, module_device
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,6 @@ DESTYLIZE_ITERATIONS = 300
 DESTYLIZE_LR = 0.1
 ID_WEIGHT = 0.1
 STD_WEIGHT = 1.0
-NOISE_WEIGHT = 1e5
 DESTYLIZE_TRUNCATION = 0.7
 #: Rows of ẑ⁺ and z_i⁺ from this one on are taken from z_e⁺ (the reference's ``[:, 8:18]``; "color kept").
 COLOR_KEEP_FROM = 8
@@ -47,21 +46,9 @@ INSTYLE_NAME = "instyle_code.npy"
 EXSTYLE_NAME = "exstyle_code.npy"
 
 ImageInput = Mapping[str, torch.Tensor] | str | os.PathLike
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-# ------------------------------------------------------------------------------------------- helpers
-def as_image_batch(image: torch.Tensor, name: str = "image") -> torch.Tensor:
-    """(3, H, W) or (1, 3, H, W) float in [−1, 1] → (1, 3, H, W) float32; a square image is required."""
-    t = torch.as_tensor(image)
-    if t.ndim == 3:
-        t = t[None]
-    if t.ndim != 4 or t.shape[0] != 1 or t.shape[1] != 3 or t.shape[2] != t.shape[3]:
-        raise ValueError(f"the style image {name!r} must be one square RGB tensor (3, H, H) or (1, 3, H, H) in "
-                         f"[-1, 1], got shape {tuple(t.shape)}")
-    return t.to(torch.float32)
-
-
+# ------------------------------------------------------------------------------------------- style images
 class StyleImages(Mapping):
     """Style images by name, from a dict of tensors or a folder of image files (loaded lazily).
 
@@ -109,39 +96,6 @@ class StyleImages(Mapping):
 
     def __len__(self) -> int:
         return len(self._tensors or self._files)
-
-
-@contextlib.contextmanager
-def frozen(*modules: object) -> Iterator[None]:
-    """Eval mode and no parameter gradients for the given modules (non-modules are ignored); restored on exit."""
-    saved = []
-    for m in modules:
-        if isinstance(m, nn.Module):
-            saved.append((m, m.training, [(p, p.requires_grad) for p in m.parameters()]))
-            m.eval()
-            m.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for m, training, flags in saved:
-            m.train(training)
-            for p, flag in flags:
-                p.requires_grad_(flag)
-
-
-def module_device(*modules: object) -> torch.device:
-    for m in modules:
-        if isinstance(m, nn.Module):
-            for t in (*m.parameters(), *m.buffers()):
-                return t.device
-    return torch.device("cpu")
-
-
-def fresh_noise(generator: nn.Module, seed: int) -> list[torch.Tensor]:
-    """N(0, 1) noise maps of ``generator``'s shapes (drawn from ``seed``), as leaf tensors that require grad."""
-    g = generator.generator if hasattr(generator, "generator") else generator
-    rng = torch.Generator().manual_seed(int(seed))
-    return [n.detach().clone().requires_grad_(True) for n in g.make_noise(rng)]
 
 
 def record_path(folder: Path, name: str) -> Path:
