@@ -8,8 +8,9 @@ import torch
 from conftest import NARROW_CHANNELS
 from dualstylegan.codes import CodeBank, StyleIdError
 from dualstylegan.nets.dualstylegan import DualStyleGAN, DualStyleGANConfig
-from dualstylegan.pipeline import (PRESETS, StyleTransferPipeline, WeightError, check_truncation, check_weights,
-                                   interp_weights)
+from dualstylegan.defaults import GENERATE_TRUNCATION, TRANSFER_TRUNCATION
+from dualstylegan.pipeline import StyleTransferPipeline, WeightError, check_truncation, check_weights, interp_weights
+from dualstylegan.styles import get_style
 from refvectors import assert_matches, fill_, load_case
 
 
@@ -119,10 +120,30 @@ def test_preserve_color_w_plus_replaces_mapped_rows(tiny_pipeline, face_tensor):
     torch.testing.assert_close(r.image, expect.clamp(-1, 1))
 
 
-def test_presets_and_shorthands():
-    assert interp_weights(*PRESETS["anime"]) == [0, 0, 0, 0, 0.75, 0.75, 0.75] + [1.0] * 11
-    assert interp_weights(*PRESETS["caricature"]) == [1.0] * 18
+def test_presets_and_shorthands(tiny_pipeline):
+    assert interp_weights(*get_style("anime").preset) == [0, 0, 0, 0, 0.75, 0.75, 0.75] + [1.0] * 11
+    assert interp_weights(*get_style("caricature").preset) == [1.0] * 18
     assert interp_weights(0.5, 0) == [0.5] * 7 + [0.0] * 11
+    # the pipeline reads its style's preset from the registry; a style the registry does not know gets DEFAULT's
+    assert tiny_pipeline.style == "tiny" and tiny_pipeline.weights_for() == [0.75] * 7 + [1.0] * 11
+    assert tiny_pipeline.weights_for(color=0.5) == [0.75] * 7 + [0.5] * 11
+
+
+def test_rows_come_from_the_network_config(tiny_pipeline):
+    """The pipeline's structure / color rows are the config's (§3.2), whatever the generator's size."""
+    config = tiny_pipeline.generator.config
+    assert tiny_pipeline.n_structure == config.n_structure == 7 and tiny_pipeline.n_latent == 10
+    assert tiny_pipeline.structure_rows == slice(0, 7) and tiny_pipeline.color_rows == slice(7, 10)
+    assert tiny_pipeline.n_weights == 18  # a weight vector is always the paper's 18 long
+
+
+def test_default_truncations_are_the_reference_scripts(tiny_pipeline, face_tensor):
+    """transfer / blend default to style_transfer.py's ψ, generate to generate.py's, from dualstylegan.defaults."""
+    p = tiny_pipeline
+    assert (TRANSFER_TRUNCATION, GENERATE_TRUNCATION) == (0.75, 0.5)
+    assert torch.equal(p.transfer(face_tensor, 0).image, p.transfer(face_tensor, 0, truncation=0.75).image)
+    assert torch.equal(p.generate(2, seed=1), p.generate(2, seed=1, truncation=0.5))
+    assert not torch.equal(p.generate(2, seed=1), p.generate(2, seed=1, truncation=0.75))
 
 
 @pytest.mark.parametrize("bad", [[1] * 17, [1] * 19, [float("nan")] + [1] * 17, [2] + [1] * 17, ["a"] * 18])

@@ -1,9 +1,11 @@
-"""Face detection (dlib, 68 landmarks) and FFHQ alignment (SPEC §8), and pasting a stylised face back.
+"""Face detection (dlib, 68 landmarks), FFHQ alignment, the face a front end hands the pipeline, and paste-back.
 
 The networks see faces cropped and rotated exactly like FFHQ: :func:`align_face` is the FFHQ
 ``recreate_aligned_images`` recipe that the reference's ``model/encoder/align_all_parallel.py`` runs at 256²
-(FFHQ itself used 1024² through a 4096² transform). dlib and its landmark model come from the optional extra
-``dualstylegan[faces]`` (``dlib-bin``, ``face_recognition_models``, ``scipy``) and are imported on first use.
+(FFHQ itself used 1024² through a 4096² transform). :func:`prepare_face` is the one way a photo becomes the
+:data:`FACE_SIZE`² face the pipeline encodes, for the CLI, the web app and :func:`dualstylegan.batch.stylize_files`.
+dlib and its landmark model come from the optional extra ``dualstylegan[faces]`` (``dlib-bin``,
+``face_recognition_models``, ``scipy``) and are imported on first use.
 
 Coordinates are pixel coordinates as dlib gives them (pixel centres at integers, x right, y down).
 """
@@ -19,12 +21,18 @@ import numpy as np
 from PIL import Image
 
 from .errors import DualStyleGANError
+from .nets.encoder import ENCODER_INPUT_SIZE
 
+#: The side of the face crops the pipeline encodes: the pSp encoder's input (``style_transfer.py`` aligns at 256²).
+FACE_SIZE = ENCODER_INPUT_SIZE
 #: Images are searched for faces at most this large (longest side); a larger photo is detected on a reduced copy
 #: and its landmarks are then found at full resolution. Up to this size detection is the reference's.
 DETECT_MAX_SIDE = 1024
+#: The words of :class:`NoFaceError` / :class:`MissingExtraError` that say how to do without alignment; a front end
+#: replaces them with its own control ("pass --no-align", "untick 'Align the face'").
+SKIP_ALIGNMENT = "skip alignment"
 _INSTALL_HINT = ("face alignment needs dlib and its landmark model: pip install 'dualstylegan[faces]' "
-                 "(or skip alignment for photos that are already aligned face crops)")
+                 f"(or {SKIP_ALIGNMENT} for photos that are already aligned face crops)")
 
 # dlib's 68-point layout (iBUG 300-W)
 LEFT_EYE = slice(36, 42)
@@ -34,6 +42,10 @@ MOUTH_LEFT, MOUTH_RIGHT = 48, 54
 
 class NoFaceError(DualStyleGANError, ValueError):
     """No face was found where one was needed; the message is one sentence."""
+
+
+class MissingExtraError(DualStyleGANError, ImportError):
+    """dlib, its landmark model or scipy is not installed: the user's to fix (``pip install 'dualstylegan[faces]'``)."""
 
 
 @dataclass(frozen=True)
@@ -59,12 +71,12 @@ def predictor_path() -> Path:
     # find the package without importing it: its __init__ needs pkg_resources, gone from recent setuptools
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError(_INSTALL_HINT)
+        raise MissingExtraError(_INSTALL_HINT)
     for folder in spec.submodule_search_locations:
         path = Path(folder) / "models" / "shape_predictor_68_face_landmarks.dat"
         if path.is_file():
             return path
-    raise ImportError(f"face_recognition_models has no shape_predictor_68_face_landmarks.dat; {_INSTALL_HINT}")
+    raise MissingExtraError(f"face_recognition_models has no shape_predictor_68_face_landmarks.dat; {_INSTALL_HINT}")
 
 
 def _load_models():
@@ -75,7 +87,7 @@ def _load_models():
             try:
                 import dlib
             except ImportError:
-                raise ImportError(_INSTALL_HINT) from None
+                raise MissingExtraError(_INSTALL_HINT) from None
             _models = (dlib, dlib.get_frontal_face_detector(), dlib.shape_predictor(os.fspath(predictor_path())),
                        threading.Lock())
         return _models
@@ -112,7 +124,7 @@ def detect_landmarks(img: Image.Image, upsample: int = 1) -> list[np.ndarray]:
 
 # ------------------------------------------------------------------------------------------------ alignment
 def ffhq_quad(landmarks: np.ndarray) -> np.ndarray:
-    """The FFHQ crop quad (4, 2) — top-left, bottom-left, bottom-right, top-right — from 68 landmarks (SPEC §8)."""
+    """The FFHQ crop quad (4, 2) — top-left, bottom-left, bottom-right, top-right — from 68 landmarks (``align_all_parallel.py``)."""
     lm = np.asarray(landmarks, dtype=np.float64)
     if lm.shape != (68, 2):
         raise ValueError(f"expected 68 landmarks (68, 2), got shape {lm.shape}")
@@ -132,7 +144,7 @@ def ffhq_quad(landmarks: np.ndarray) -> np.ndarray:
     return np.stack([c - x - y, c - x + y, c + x + y, c + x - y])
 
 
-def align_face(img: Image.Image, landmarks: np.ndarray, output_size: int = 256,
+def align_face(img: Image.Image, landmarks: np.ndarray, output_size: int = FACE_SIZE,
                transform_size: int | None = None, enable_padding: bool = True) -> tuple[Image.Image, np.ndarray]:
     """Crop, rotate and scale one face like FFHQ: ``(output_size² RGB crop, quad in img's coordinates)``.
 
@@ -145,7 +157,7 @@ def align_face(img: Image.Image, landmarks: np.ndarray, output_size: int = 256,
     try:
         import scipy.ndimage
     except ImportError:
-        raise ImportError(_INSTALL_HINT) from None
+        raise MissingExtraError(_INSTALL_HINT) from None
 
     transform_size = output_size if transform_size is None else int(transform_size)
     img = img if img.mode == "RGB" else img.convert("RGB")
@@ -200,27 +212,73 @@ def align_face(img: Image.Image, landmarks: np.ndarray, output_size: int = 256,
     return img, original_quad
 
 
-def align(img: Image.Image | str | os.PathLike, output_size: int = 256, all_faces: bool = False,
-          transform_size: int | None = None) -> list[AlignedFace]:
+def align(img: Image.Image | str | os.PathLike, output_size: int = FACE_SIZE, all_faces: bool = False,
+          transform_size: int | None = None, *, name: str | os.PathLike | None = None) -> list[AlignedFace]:
     """Detect faces and FFHQ-align them: the largest face (or, with ``all_faces``, every face, largest first).
 
     ``img`` is a PIL image or an image file (read with :func:`dualstylegan.images.load_image`). Raises
-    :class:`NoFaceError` when dlib finds no face.
+    :class:`NoFaceError`, naming ``name`` (default: the file, or "the photo"), when dlib finds no face.
     """
     if not isinstance(img, Image.Image):
         from .images import load_image
 
+        name = img if name is None else name
         img = load_image(img)
     img = img if img.mode == "RGB" else img.convert("RGB")
     found = detect_landmarks(img)
     if not found:
-        raise NoFaceError("no face was found in the photo; use a photo with a clearly visible, roughly frontal face, "
-                          "or skip alignment if it is already an aligned face crop.")
+        where = "the photo" if name is None else os.fspath(name)
+        raise NoFaceError(f"no face was found in {where}; use a photo with a clearly visible, roughly frontal face, "
+                          f"or {SKIP_ALIGNMENT} if it is already an aligned face crop.")
     faces = []
     for lm in found if all_faces else found[:1]:
         crop, quad = align_face(img, lm, output_size=output_size, transform_size=transform_size)
         faces.append(AlignedFace(crop, quad, lm))
     return faces
+
+
+_align = align  # prepare_face's argument ``align`` hides the function
+
+
+# ------------------------------------------------------------------------------------------------ the pipeline's face
+@dataclass(frozen=True)
+class Face:
+    """A face as the pipeline sees it: ``image``, a :data:`FACE_SIZE`² RGB crop, and ``quad`` (4, 2), where the crop's
+    corners (top-left, bottom-left, bottom-right, top-right) lie in the photo, for :func:`paste_back`."""
+
+    image: Image.Image
+    quad: np.ndarray
+
+
+def center_quad(size: tuple[int, int]) -> np.ndarray:
+    """The quad of the largest centred square of an image of ``size`` (:func:`dualstylegan.images.center_square`)."""
+    w, h = size
+    side = min(w, h)
+    left, top = (w - side) // 2 - 0.5, (h - side) // 2 - 0.5  # pixel centres at integers: edges at ±0.5
+    return np.array([[left, top], [left, top + side], [left + side, top + side], [left + side, top]], np.float64)
+
+
+def prepare_face(image: Image.Image | str | os.PathLike, align: bool = True, all_faces: bool = False, *,
+                 name: str | os.PathLike | None = None) -> list[Face]:
+    """A photo (PIL image or file) → the face(s) the pipeline encodes, each :data:`FACE_SIZE`² with its quad.
+
+    ``align``: the largest face (every face, largest first, with ``all_faces``) found by dlib and FFHQ-aligned like
+    the reference's ``align_all_parallel.py`` (:func:`align`); :class:`NoFaceError` naming ``name`` (default: the
+    file) when there is none. Without ``align`` the photo is taken as an aligned face crop: its largest centred
+    square, resized with Lanczos (a square photo is only resized; ``style_transfer.py`` without ``--align_face``
+    would squash a non-square one). A PIL image is first made upright 8-bit RGB like a file
+    (:func:`dualstylegan.images.to_rgb`). Both front ends and :func:`dualstylegan.batch.stylize_files` call this.
+    """
+    from .images import center_square, load_image, to_rgb
+
+    if isinstance(image, Image.Image):
+        image = to_rgb(image)  # as load_image reads a file: upright, 8-bit RGB
+    else:
+        name = image if name is None else name
+        image = load_image(image)
+    if not align:
+        return [Face(center_square(image, FACE_SIZE), center_quad(image.size))]
+    return [Face(f.image, f.quad) for f in _align(image, FACE_SIZE, all_faces, name=name)]
 
 
 # ------------------------------------------------------------------------------------------------ paste back
@@ -279,5 +337,6 @@ def _perspective_coeffs(src: np.ndarray, dst: np.ndarray) -> tuple[float, ...]:
     return tuple(np.linalg.solve(np.array(rows, dtype=np.float64), np.array(rhs, dtype=np.float64)).tolist())
 
 
-__all__ = ["AlignedFace", "NoFaceError", "align", "align_face", "detect_landmarks", "face_mask", "ffhq_quad",
-           "paste_back", "predictor_path"]
+__all__ = ["FACE_SIZE", "SKIP_ALIGNMENT", "AlignedFace", "Face", "MissingExtraError", "NoFaceError", "align",
+           "align_face", "center_quad", "detect_landmarks", "face_mask", "ffhq_quad", "paste_back", "predictor_path",
+           "prepare_face"]

@@ -15,19 +15,16 @@ import torch
 import torch.nn.functional as F
 
 from .codes import CodeBank
+from .defaults import BLEND_STEPS, GENERATE_TRUNCATION, TRANSFER_TRUNCATION
 from .errors import DualStyleGANError
 from .nets.dualstylegan import DualStyleGAN
+from .nets.encoder import ENCODER_INPUT_SIZE
 from .nets.stylegan2 import Generator
+from .styles import get_style
 
-#: Per-style (structure, color) weights from the paper (§4, Fig. 6/7) and the reference README.
-PRESETS: dict[str, tuple[float | Sequence[float], float]] = {
-    "cartoon": (0.75, 1.0),
-    "caricature": (1.0, 1.0),
-    "anime": ((0.0, 0.0, 0.0, 0.0, 0.75, 0.75, 0.75), 1.0),
-}
-DEFAULT_PRESET = (0.75, 1.0)
-TRANSFER_TRUNCATION = 0.75  # style_transfer.py, toward 0
-GENERATE_TRUNCATION = 0.5   # generate.py, toward 0
+#: Length of a weight vector: one weight per layer of the paper's 1024² generator (``style_transfer.py --weight``
+#: takes 18); a smaller generator reads the first ``n_latent``, so a vector means the same at every size.
+N_WEIGHTS = 18
 
 
 class WeightError(DualStyleGANError, ValueError):
@@ -35,8 +32,9 @@ class WeightError(DualStyleGANError, ValueError):
 
 
 def interp_weights(structure: float | Sequence[float] = 0.75, color: float | Sequence[float] = 1.0,
-                   n_structure: int = 7, n_latent: int = 18) -> list[float]:
-    """The per-layer weight vector w: ``structure`` for layers 1–7, ``color`` for layers 8–18 (scalars or lists)."""
+                   n_structure: int = 7, n_latent: int = N_WEIGHTS) -> list[float]:
+    """The per-layer weight vector w of §3.2: ``structure`` for layers 1–7, ``color`` for layers 8–18 (scalars or
+    lists), as ``style_transfer.py --weight``; the defaults are :data:`dualstylegan.styles.DEFAULT`'s preset."""
     return check_weights(_part(structure, n_structure, "structure") + _part(color, n_latent - n_structure, "color"),
                          n_latent)
 
@@ -53,7 +51,7 @@ def _part(value: float | Sequence[float], n: int, what: str) -> list[float]:
     return values
 
 
-def check_weights(weights: Sequence[float], n_latent: int = 18) -> list[float]:
+def check_weights(weights: Sequence[float], n_latent: int = N_WEIGHTS) -> list[float]:
     """A valid weight vector: ``n_latent`` finite values in [0, 1] (0 = intrinsic only, 1 = full exemplar)."""
     try:
         w = [float(v) for v in weights]
@@ -124,8 +122,10 @@ class StyleTransferPipeline:
     def from_pretrained(cls, name_or_path: str | Path, *, device: str | torch.device = "cpu",
                         dtype: torch.dtype | None = None, wplus: bool = False, sampler: bool = False,
                         cuda_graphs: bool = True, **hub_kwargs) -> "StyleTransferPipeline":
-        """A style name ("cartoon"), a local style folder or a hub id → a ready pipeline (see :mod:`hub`)."""
+        """A style name ("cartoon"), a local style folder or a hub id → a ready pipeline (see :mod:`hub`), on
+        ``device`` (``"auto"``: the best one here, :func:`dualstylegan.devices.resolve_device`)."""
         from . import official
+        from .devices import resolve_device
         from .hub import resolve_style_pack
 
         files = resolve_style_pack(str(name_or_path), need_sampler=sampler, need_wplus=wplus, **hub_kwargs)
@@ -143,7 +143,7 @@ class StyleTransferPipeline:
                                  f"come from different models.")
         pipe = cls(generator, encoder, codes, decoder=decoder, encoder_wplus=encoder_wplus, sampler=style_sampler,
                    style=files.name, cuda_graphs=cuda_graphs)
-        return pipe.to(device, dtype)
+        return pipe.to(resolve_device(device) if isinstance(device, str) else device, dtype)
 
     def to(self, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> "StyleTransferPipeline":
         for name in ("generator", "encoder", "encoder_wplus", "decoder", "sampler"):
@@ -167,7 +167,16 @@ class StyleTransferPipeline:
 
     @property
     def n_structure(self) -> int:
-        return self.generator.res_index + 1
+        """Structure rows of a code (7 at 1024²: the paper's layers 1–7, §3.2); the rest are color rows."""
+        return self.generator.config.n_structure
+
+    @property
+    def structure_rows(self) -> slice:
+        return self.generator.config.structure_rows
+
+    @property
+    def color_rows(self) -> slice:
+        return self.generator.config.color_rows
 
     # ------------------------------------------------------------------------------------ codes
     def _as_input(self, image: torch.Tensor) -> torch.Tensor:
@@ -181,7 +190,7 @@ class StyleTransferPipeline:
         if (self.encoder_wplus if wplus else self.encoder) is None:
             raise RuntimeError("this style pack has no W+ encoder (encoder_wplus.pt)" if wplus
                                else "this pipeline has no encoder")
-        return self._encode_graphed(F.adaptive_avg_pool2d(self._as_input(image), 256), wplus=wplus)
+        return self._encode_graphed(F.adaptive_avg_pool2d(self._as_input(image), ENCODER_INPUT_SIZE), wplus=wplus)
 
     def _encode_eager(self, image: torch.Tensor, wplus: bool = False) -> torch.Tensor:
         return (self.encoder_wplus if wplus else self.encoder)(image)
@@ -204,7 +213,7 @@ class StyleTransferPipeline:
         """The encoder's decoder applied to an intrinsic code, pooled to 256² (the reference's ``img_rec``)."""
         decoder = self.decoder if self.decoder is not None else self.generator.generator
         image, _ = decoder([code], input_is_latent=wplus, z_plus_latent=not wplus, randomize_noise=False)
-        return F.adaptive_avg_pool2d(image.clamp(-1, 1), 256)
+        return F.adaptive_avg_pool2d(image.clamp(-1, 1), ENCODER_INPUT_SIZE)
 
     def exemplar_code(self, exemplar: int | str | torch.Tensor) -> torch.Tensor:
         """Extrinsic Z+ code (1, 18, 512) of a style id, an exemplar name from the code bank, or any image tensor
@@ -216,24 +225,29 @@ class StyleTransferPipeline:
         return self.codes.code(exemplar).to(self.device, self.dtype)
 
     def weights_for(self, weights: Sequence[float] | None = None, structure=None, color=None) -> list[float]:
-        """The weight vector (always 18 long like the paper's; a smaller model reads its first n_latent):
-        explicit ``weights``, else ``structure``/``color`` shorthands, else the style's preset."""
-        total = max(18, self.n_latent)
+        """The weight vector (:data:`N_WEIGHTS` long like the paper's; a smaller model reads its first n_latent):
+        explicit ``weights``, else ``structure``/``color`` shorthands, else the style's preset (§4, Fig. 6–7:
+        :func:`dualstylegan.styles.get_style`)."""
         if weights is not None:
             if structure is not None or color is not None:
                 raise WeightError("give either the full weight vector or structure/color, not both")
-            return check_weights(weights, total)
-        preset_s, preset_c = PRESETS.get((self.style or "").lower(), DEFAULT_PRESET)
+            return check_weights(weights, self.n_weights)
+        preset_s, preset_c = get_style(self.style).preset
         return interp_weights(preset_s if structure is None else structure, preset_c if color is None else color,
-                              self.n_structure, total)
+                              self.n_structure, self.n_weights)
+
+    @property
+    def n_weights(self) -> int:
+        """Length of a weight vector: :data:`N_WEIGHTS`, or ``n_latent`` for a generator above 1024²."""
+        return max(N_WEIGHTS, self.n_latent)
 
     @torch.no_grad()
-    def render_exemplar(self, exemplar: int | str, size: int = 256) -> torch.Tensor:
+    def render_exemplar(self, exemplar: int | str, size: int = ENCODER_INPUT_SIZE) -> torch.Tensor:
         """A thumbnail of a code-bank exemplar as the generator sees it: its Z+ code as both the intrinsic and
         the extrinsic code, w = 1 (the exemplar images themselves are not part of a style pack)."""
         ex = self.exemplar_code(exemplar)
         image = self.synthesize(ex, self.generator.map_extrinsic(ex), z_plus_latent=True, use_res=True,
-                                interp_weights=[1.0] * max(18, self.n_latent))
+                                interp_weights=[1.0] * self.n_weights)
         return F.adaptive_avg_pool2d(image.clamp(-1, 1), size)
 
     # ------------------------------------------------------------------------------------ transfer
@@ -255,7 +269,7 @@ class StyleTransferPipeline:
         """
         w = self.weights_for(weights, structure, color)
         truncation = check_truncation(truncation)
-        content = F.adaptive_avg_pool2d(self._as_input(content), 256)
+        content = F.adaptive_avg_pool2d(self._as_input(content), ENCODER_INPUT_SIZE)  # style_transfer.py's pooling
         intrinsic = self.encode(content, wplus=wplus)
         if fit_content:
             intrinsic = self.fit_intrinsic(intrinsic, content, fit_content, wplus=wplus)
@@ -265,7 +279,7 @@ class StyleTransferPipeline:
         ex_z = self.exemplar_code(exemplar).clone()
         if refine:
             ex_z = self.refine_extrinsic(ex_z, exemplar, refine)
-        color_rows = slice(self.n_structure, self.n_latent)
+        color_rows = self.color_rows
         if preserve_color and not wplus:
             ex_z[:, color_rows] = intrinsic[:, color_rows]
         ex_w = self.generator.map_extrinsic(ex_z)
@@ -358,7 +372,7 @@ class StyleTransferPipeline:
     # ------------------------------------------------------------------------------------ blending
     @torch.no_grad()
     def blend(self, content: torch.Tensor, exemplar_a, exemplar_b=None, *, content_b: torch.Tensor | None = None,
-              steps: int = 8, weights: Sequence[float] | None = None, structure=None, color=None,
+              steps: int = BLEND_STEPS, weights: Sequence[float] | None = None, structure=None, color=None,
               truncation: float = TRANSFER_TRUNCATION, wplus: bool = False) -> list[torch.Tensor]:
         """A sequence interpolating the extrinsic codes (exemplar a → b) and/or the intrinsic codes
         (content → content_b) linearly in Z+ (Fig. 13). Returns ``steps`` images."""
