@@ -8,6 +8,26 @@ import pytest
 import torch
 
 NARROW_CHANNELS = {4: 64, 8: 64, 16: 32, 32: 32, 64: 16, 128: 16}
+
+
+# ------------------------------------------------------------------------------------------- the default run
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true", default=False,
+                     help="also run the tests marked slow (full-size models, long runs); DUALSTYLEGAN_SLOW=1 does too")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The default run skips tests marked ``slow`` (each measured at > ~20 s on 2 cores) unless --run-slow,
+    DUALSTYLEGAN_SLOW=1 or a -m expression that names slow asks for them."""
+    import os
+
+    if config.getoption("--run-slow") or os.environ.get("DUALSTYLEGAN_SLOW") == "1" or \
+            "slow" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow (or -m slow)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
 TINY_STYLE = "tiny"
 
 
