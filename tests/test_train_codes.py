@@ -15,7 +15,8 @@ from dualstylegan.nets.encoder import EncoderConfig, PSPEncoder
 from dualstylegan.nets.perceptual import LPIPS, VGG19Features
 from dualstylegan.train.destylize import COLOR_KEEP_FROM, StyleImages, destylize, destylize_image, load_destylized
 from dualstylegan.train.fit_sampler import augment_codes, default_epochs, fit_sampler
-from dualstylegan.train.refine_codes import refine_code, refine_codes
+from dualstylegan.refine import refine_extrinsic
+from dualstylegan.train.refine_codes import refine_codes
 
 
 # ------------------------------------------------------------------------------------------- fixtures
@@ -178,9 +179,9 @@ def test_refine_lowers_reconstruction_loss(pack, lpips, tmp_path):
     assert after < 0.8 * before
 
     # the structure rows (0…res_index) and color rows have their own learning rates
-    code, history, visuals = refine_code(dsg, instyle.code(names[0]), exstyle.code(names[0]), images[names[0]][None],
-                                         lpips, vgg, iterations=3, lr_structure=0.0)
-    n_structure = dsg.res_index + 1
+    code, history, visuals = refine_extrinsic(dsg, instyle.code(names[0]), exstyle.code(names[0]),
+                                              images[names[0]][None], lpips, vgg, iterations=3, lr_structure=0.0)
+    n_structure = dsg.config.n_structure
     torch.testing.assert_close(code[:, :n_structure], exstyle.code(names[0])[:, :n_structure])
     assert not torch.allclose(code[:, n_structure:], exstyle.code(names[0])[:, n_structure:])
     assert history["loss"][-1] < history["loss"][0] and len(visuals) == 3

@@ -31,6 +31,17 @@ class WeightError(DualStyleGANError, ValueError):
     """An impossible weight vector (or truncation)."""
 
 
+class OptionError(DualStyleGANError, ValueError):
+    """An impossible option of a call: no portraits to draw, a blend of one frame, refining a code-bank exemplar."""
+
+
+def _missing(what: str) -> Exception:
+    """The pack lacks a file this call needs: the user's to fix (:class:`~dualstylegan.hub.StylePackError`)."""
+    from .hub import StylePackError
+
+    return StylePackError(what)
+
+
 def interp_weights(structure: float | Sequence[float] = 0.75, color: float | Sequence[float] = 1.0,
                    n_structure: int = 7, n_latent: int = N_WEIGHTS) -> list[float]:
     """The per-layer weight vector w of §3.2: ``structure`` for layers 1–7, ``color`` for layers 8–18 (scalars or
@@ -188,8 +199,8 @@ class StyleTransferPipeline:
     def encode(self, image: torch.Tensor, wplus: bool = False) -> torch.Tensor:
         """An aligned face (1, 3, H, W) in [−1, 1] → its intrinsic code (1, 18, 512): Z+, or W+ with ``wplus``."""
         if (self.encoder_wplus if wplus else self.encoder) is None:
-            raise RuntimeError("this style pack has no W+ encoder (encoder_wplus.pt)" if wplus
-                               else "this pipeline has no encoder")
+            raise _missing("this style pack has no W+ encoder (encoder_wplus.pt)" if wplus
+                           else "this pipeline has no encoder")
         return self._encode_graphed(F.adaptive_avg_pool2d(self._as_input(image), ENCODER_INPUT_SIZE), wplus=wplus)
 
     def _encode_eager(self, image: torch.Tensor, wplus: bool = False) -> torch.Tensor:
@@ -221,7 +232,7 @@ class StyleTransferPipeline:
         if isinstance(exemplar, torch.Tensor):
             return self.encode(exemplar, wplus=False)
         if self.codes is None:
-            raise RuntimeError("this pipeline has no code bank; give the exemplar as an image")
+            raise _missing("this pipeline has no code bank; give the exemplar as an image")
         return self.codes.code(exemplar).to(self.device, self.dtype)
 
     def weights_for(self, weights: Sequence[float] | None = None, structure=None, color=None) -> list[float]:
@@ -274,7 +285,7 @@ class StyleTransferPipeline:
         if fit_content:
             intrinsic = self.fit_intrinsic(intrinsic, content, fit_content, wplus=wplus)
         if refine and not isinstance(exemplar, torch.Tensor):
-            raise ValueError("refine applies to an exemplar given as an image; code-bank exemplars are already "
+            raise OptionError("refine applies to an exemplar given as an image; code-bank exemplars are already "
                              "refined (refined_exstyle_code.npy)")
         ex_z = self.exemplar_code(exemplar).clone()
         if refine:
@@ -294,54 +305,37 @@ class StyleTransferPipeline:
         return TransferResult(image.clamp(-1, 1), content, intrinsic, ex_z, w, rec)
 
     # ------------------------------------------------------------------------------------ optimisation
-    #: Optional image distance (x, y) → scalar for the optimisations below, e.g. an LPIPS module with the user's
-    #: weights (``nets.perceptual.LPIPS``). Without it they use the mean squared error alone.
-    perceptual = None
-
-    def _distance(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        x, y = F.adaptive_avg_pool2d(x, 256), F.adaptive_avg_pool2d(y, 256)
-        loss = F.mse_loss(x, y)
-        if self.perceptual is not None:
-            loss = loss + self.perceptual(x, y).mean()
-        return loss
+    #: Feature networks of the latent optimisations below (:mod:`dualstylegan.refine`); a style pack carries
+    #: neither, so they are None unless set: ``lpips`` an LPIPS module with its weights (``nets.perceptual.LPIPS``,
+    #: e.g. from ``dualstylegan.train.weights.load_lpips``), ``vgg`` a ``nets.perceptual.VGG19Features`` with the
+    #: ImageNet weights.
+    lpips = None
+    vgg = None
 
     def refine_extrinsic(self, ex_z: torch.Tensor, exemplar: torch.Tensor, steps: int, lr_color: float = 0.1,
-                         lr_structure: float = 0.005) -> torch.Tensor:
-        """Latent optimisation of an exemplar's Z+ extrinsic code (refine_exstyle.py, §3.4): the color rows
-        (lr_color) and structure rows (lr_structure) are fitted so that G(E(S), code, w = 1) reproduces S."""
+                         lr_structure: float = 0.005, seed: int = 0) -> torch.Tensor:
+        """Latent optimisation of an image exemplar's Z+ extrinsic code against that image (§3.4,
+        ``refine_exstyle.py``) by :func:`dualstylegan.refine.refine_extrinsic`, the function that refines a trained
+        style's codes: the color rows at ``lr_color``, the structure rows at ``lr_structure`` and fresh noise maps
+        (from ``seed``, dropped afterwards) are fitted so that G(code, code, w = 1) reproduces S — the exemplar's own
+        code stands in for its destylized intrinsic code. The loss is the reference's (LPIPS + contextual loss on
+        VGG19 relu3_1 + noise regularisation) with :attr:`lpips` and :attr:`vgg`; without :attr:`lpips` the mean
+        squared error stands in for LPIPS, without :attr:`vgg` there is no contextual term."""
+        from .refine import refine_extrinsic
+
         target = F.adaptive_avg_pool2d(self._as_input(exemplar), 256)
-        intrinsic = ex_z.detach().clone()  # the exemplar's own Z+ code stands in for its destylized code
-        rows = {"structure": slice(0, self.n_structure), "color": slice(self.n_structure, self.n_latent)}
-        parts = {k: ex_z[:, r].detach().clone().requires_grad_(True) for k, r in rows.items()}
-        opt = torch.optim.Adam([{"params": [parts["structure"]], "lr": lr_structure},
-                                {"params": [parts["color"]], "lr": lr_color}])
-        ones = [1.0] * max(18, self.n_latent)
-        with torch.enable_grad():
-            for _ in range(steps):
-                code = torch.cat([parts["structure"], parts["color"]], 1)
-                image, _ = self.generator([intrinsic], self.generator.map_extrinsic(code), z_plus_latent=True,
-                                          use_res=True, interp_weights=ones, randomize_noise=False)
-                loss = self._distance(image, target)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-        return torch.cat([parts["structure"], parts["color"]], 1).detach()
+        code, _, _ = refine_extrinsic(self.generator, ex_z, ex_z, target, self.lpips, self.vgg, steps, lr_color,
+                                      lr_structure, interp_weights=[1.0] * max(18, self.n_latent), seed=seed)
+        return code.to(self.device, self.dtype)
 
     def fit_intrinsic(self, intrinsic: torch.Tensor, content: torch.Tensor, steps: int, lr: float = 0.01,
                       wplus: bool = False) -> torch.Tensor:
-        """Optimise the intrinsic code so that the plain generator reconstructs the content more faithfully."""
-        target = F.adaptive_avg_pool2d(self._as_input(content), 256)
-        code = intrinsic.detach().clone().requires_grad_(True)
-        opt = torch.optim.Adam([code], lr=lr)
-        g = self.generator.generator
-        with torch.enable_grad():
-            for _ in range(steps):
-                image, _ = g([code], z_plus_latent=not wplus, input_is_latent=wplus, randomize_noise=False)
-                loss = self._distance(image, target)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-        return code.detach()
+        """Optimise the intrinsic code so that the plain generator reconstructs the content more faithfully
+        (:func:`dualstylegan.refine.fit_intrinsic`: mean squared error, plus LPIPS when :attr:`lpips` is set)."""
+        from .refine import fit_intrinsic
+
+        return fit_intrinsic(self.generator.generator, intrinsic, self._as_input(content), steps, lr, wplus=wplus,
+                             lpips=self.lpips)
 
     # ------------------------------------------------------------------------------------ random styles
     @torch.no_grad()
@@ -351,9 +345,9 @@ class StyleTransferPipeline:
         """Random portraits in random styles of this pack (generate.py): the sampler draws structure and color
         codes independently; ``fix_*`` repeats sample 0's part across the batch."""
         if self.sampler is None:
-            raise RuntimeError("this style pack has no sampler (sampler.pt); generate needs it")
+            raise _missing("this style pack has no sampler (sampler.pt); generate needs it")
         if n < 1:
-            raise ValueError(f"n must be at least 1, got {n}")
+            raise OptionError(f"n must be at least 1, got {n}")
         w = self.weights_for(weights, structure, color)
         truncation = check_truncation(truncation)
         g = torch.Generator().manual_seed(seed)
@@ -377,7 +371,7 @@ class StyleTransferPipeline:
         """A sequence interpolating the extrinsic codes (exemplar a → b) and/or the intrinsic codes
         (content → content_b) linearly in Z+ (Fig. 13). Returns ``steps`` images."""
         if steps < 2:
-            raise ValueError(f"a blend needs at least 2 steps, got {steps}")
+            raise OptionError(f"a blend needs at least 2 steps, got {steps}")
         w = self.weights_for(weights, structure, color)
         truncation = check_truncation(truncation)
         in_a = self.encode(content, wplus)
