@@ -16,22 +16,21 @@ __version__ = "0.1.0"
 #: public name → the submodule that defines it
 _EXPORTS = {
     "CodeBank": "codes",
-    "COLOR": "nets.dualstylegan", "STRUCTURE": "nets.dualstylegan", "DualStyleGAN": "nets.dualstylegan",
-    "DualStyleGANConfig": "nets.dualstylegan", "ModRes": "nets.dualstylegan",
+    "DualStyleGAN": "nets.dualstylegan", "DualStyleGANConfig": "nets.dualstylegan", "ModRes": "nets.dualstylegan",
     "EncoderConfig": "nets.encoder", "IdentityNet": "nets.encoder", "PSPEncoder": "nets.encoder",
     "ExtrinsicSampler": "nets.sampler",
     "Discriminator": "nets.stylegan2", "Generator": "nets.stylegan2", "GeneratorConfig": "nets.stylegan2",
     "StyleTransferPipeline": "pipeline", "TransferResult": "pipeline", "interp_weights": "pipeline",
 }
 __all__ = [
-    "COLOR", "STRUCTURE", "CodeBank", "Discriminator", "DualStyleGAN", "DualStyleGANConfig", "EncoderConfig",
+    "CodeBank", "Discriminator", "DualStyleGAN", "DualStyleGANConfig", "EncoderConfig",
     "ExtrinsicSampler", "Generator", "GeneratorConfig", "IdentityNet", "ModRes", "PSPEncoder",
     "StyleTransferPipeline", "TransferResult", "interp_weights",
 ]
 
 if TYPE_CHECKING:
     from .codes import CodeBank
-    from .nets.dualstylegan import COLOR, STRUCTURE, DualStyleGAN, DualStyleGANConfig, ModRes
+    from .nets.dualstylegan import DualStyleGAN, DualStyleGANConfig, ModRes
     from .nets.encoder import EncoderConfig, IdentityNet, PSPEncoder
     from .nets.sampler import ExtrinsicSampler
     from .nets.stylegan2 import Discriminator, Generator, GeneratorConfig

@@ -64,9 +64,6 @@ class CodeBank(Mapping):
             raise StyleIdError(f"style id {style_id!r} is out of range: {self.source} has ids 0 to {len(self) - 1}")
         return self._names[style_id]
 
-    def id_of(self, name: str) -> int:
-        return self._names.index(self.resolve_name(name))
-
     def resolve_name(self, exemplar: int | str) -> str:
         """A style id (int or digit string) or an exemplar file name (with or without extension) → its name."""
         if isinstance(exemplar, int):  # name_of refuses bools and out-of-range ids

@@ -1,9 +1,11 @@
-"""DualStyleGAN (Yang et al., CVPR 2022, §3; SPEC.md §3): StyleGAN2 plus an extrinsic style path.
+"""DualStyleGAN (Yang et al., CVPR 2022, §3.2): StyleGAN2 plus an extrinsic style path.
 
-Layers k = 0 … res_index (1–7 in the paper's counting) are **structure** layers: the intrinsic conv output is
-refined by a ModRes block driven by the structure code r_k = T_s(extrinsic_k). Layers k > res_index are **color**
-layers: the conv reads w_k · T_c,k(extrinsic_k) + (1 − w_k) · intrinsic_k. Attribute names follow the official
-checkpoints (``style`` is T_s, ``res`` holds ModRes blocks then the color transforms T_c).
+Layers k = 0 … res_index (1–7 in the paper's counting, :attr:`DualStyleGANConfig.structure_rows`) are
+**structure** layers: the intrinsic conv output is refined by a ModRes block driven by the structure code
+r_k = T_s(extrinsic_k). The later layers (:attr:`DualStyleGANConfig.color_rows`) are **color** layers: the conv
+reads w_k · T_c,k(extrinsic_k) + (1 − w_k) · intrinsic_k. Attribute names follow the official checkpoints and
+the reference's ``model/dualstylegan.py`` (``style`` is T_s, ``res`` holds the ModRes blocks, the reference's
+``AdaResBlock``, then the color transforms T_c).
 """
 from __future__ import annotations
 
@@ -17,10 +19,6 @@ from torch import nn
 from .layers import ConvLayer, EqualLinear
 from .stylegan2 import Generator, GeneratorConfig, map_rows, mapping_network
 
-#: Rows of a style code that drive structure (layers 1–7 of the paper) and color (layers 8–18) at 1024².
-STRUCTURE = slice(0, 7)
-COLOR = slice(7, 18)
-
 
 @dataclass
 class DualStyleGANConfig(GeneratorConfig):
@@ -30,6 +28,11 @@ class DualStyleGANConfig(GeneratorConfig):
     def n_structure(self) -> int:
         """Number of structure rows: layers 0 … res_index (7 at 1024², the paper's layers 1–7)."""
         return self.res_index // 2 * 2 + 1
+
+    @property
+    def n_color(self) -> int:
+        """Number of color rows: the layers after res_index (11 at 1024², the paper's layers 8–18)."""
+        return self.n_latent - self.n_structure
 
     @property
     def structure_rows(self) -> slice:
@@ -81,9 +84,6 @@ class ModRes(nn.Module):
         return x + h * weight
 
 
-AdaResBlock = ModRes  # the reference's name
-
-
 def color_transform(style_dim: int = 512) -> EqualLinear:
     """T_c: an EqualLinear initialised to the identity (plus 1 % noise)."""
     fc = EqualLinear(style_dim, style_dim)
@@ -109,7 +109,7 @@ class DualStyleGAN(nn.Module):
         res: list[nn.Module] = [ModRes(ch[4], config.style_dim)]  # conv1
         for i in range(3, self.generator.log_size + 1):
             for _ in range(2):
-                if len(res) <= self.res_index:
+                if len(res) < config.n_structure:  # layer len(res) is a structure layer
                     res.append(ModRes(ch[2 ** i], config.style_dim))
                 else:
                     res.append(color_transform(config.style_dim))
@@ -117,20 +117,6 @@ class DualStyleGAN(nn.Module):
         self.res = nn.ModuleList(res)
         self.size, self.style_dim = config.size, config.style_dim
         self.log_size, self.num_layers, self.n_latent = config.log_size, config.num_layers, config.n_latent
-
-    # Paper words for the official attribute names.
-    @property
-    def structure_transform(self) -> nn.Module:
-        return self.style
-
-    def modres(self, k: int) -> ModRes:
-        return self.res[k]
-
-    def color_transform(self, k: int) -> EqualLinear:
-        return self.res[k]
-
-    def is_structure_layer(self, k: int) -> bool:
-        return k <= self.res_index
 
     # ----------------------------------------------------------------------------------------- codes
     def map_extrinsic(self, z_plus: torch.Tensor) -> torch.Tensor:
@@ -168,30 +154,21 @@ class DualStyleGAN(nn.Module):
         if use_res and exstyles is None:
             raise ValueError("use_res=True needs an extrinsic style code (exstyles)")
         structure, color = self.extrinsic_codes(exstyles) if use_res else (None, None)
+        n_structure = self.config.n_structure  # layers 0 … res_index: ModRes; the rest: color transforms
 
         def extrinsic(k: int) -> bool:
-            return use_res and k <= fuse_index and (k > 0 or fuse_index > 0)
+            return k <= fuse_index and (k > 0 or fuse_index > 0)
 
         def code(k: int) -> torch.Tensor:
             """The style row read by layer k: intrinsic, or blended with the color transform of the exemplar."""
-            if extrinsic(k) and not self.is_structure_layer(k):
+            if k >= n_structure and extrinsic(k):
                 return w[k] * self.res[k](color[:, k]) + (1 - w[k]) * latent[:, k]
             return latent[:, k]
 
         def refine(out: torch.Tensor, k: int) -> torch.Tensor:
-            if extrinsic(k) and self.is_structure_layer(k):
-                return self.res[k](out, structure[:, k], w[k])
-            return out
+            """Layer k's features, refined by its ModRes block when k is a structure layer."""
+            return self.res[k](out, structure[:, k], w[k]) if k < n_structure and extrinsic(k) else out
 
-        out = refine(g.conv1(g.input(latent.shape[0]), code(0), noise=noise[0]), 0)
-        skip = g.to_rgb1(out, latent[:, 1])
-        k = 1
-        for conv_up, conv, noise1, noise2, to_rgb in zip(g.convs[::2], g.convs[1::2], noise[1::2], noise[2::2],
-                                                         g.to_rgbs):
-            out = refine(conv_up(out, code(k), noise=noise1), k)
-            out = refine(conv(out, code(k + 1), noise=noise2), k + 1)
-            skip = to_rgb(out, code(k + 2), skip)
-            k += 2
-            if return_feat and k > self.res_index:
-                return out.contiguous(), skip.contiguous()
-        return skip.contiguous(), (latent if return_latents else None)
+        hooks = dict(code=code, refine=refine) if use_res else {}
+        out = g.synthesize(latent, noise, features_at=self.res_index if return_feat else None, **hooks)
+        return out if return_feat else (out, latent if return_latents else None)

@@ -1,8 +1,9 @@
-"""The extrinsic style code sampler (paper §3.4 "random generation"; SPEC.md §5).
+"""The extrinsic style code sampler (paper §3.4 "random generation"; the reference's ``model/sampler/icp.py``).
 
 Two small MLPs trained IMLE-style on a style's extrinsic codes map N(0, I₁₂₈) noise to new codes: ``structure``
-gives the 7 structure rows and ``color`` the 11 color rows of a Z+ extrinsic code (``sampler.pt['structure']``
-and ``sampler.pt['color']``; keys ``lin1, bn1, lin2, bn2, lin_out`` as in the reference's ``_netT``).
+gives the structure rows (7) and ``color`` the color rows (11) of a 1024² Z+ extrinsic code
+(:attr:`DualStyleGANConfig.structure_rows` / ``color_rows``; ``sampler.pt['structure']`` and
+``sampler.pt['color']``, keys ``lin1, bn1, lin2, bn2, lin_out`` as in the reference's ``_netT``).
 """
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ import torch
 from torch import nn
 
 from .config import NetConfig
+from .dualstylegan import DualStyleGANConfig
 
-#: Rows of the extrinsic code each sampler net produces at 1024² (structure rows first, then color rows).
-STRUCTURE_ROWS = 7
-COLOR_ROWS = 11
+#: Rows of the extrinsic code each sampler net produces for the official 1024² model (structure rows first,
+#: then color rows): 7 and 11.
+STRUCTURE_ROWS = DualStyleGANConfig().n_structure
+COLOR_ROWS = DualStyleGANConfig().n_color
 
 
 @dataclass
@@ -64,7 +67,7 @@ class StyleSampler(nn.Module):
 
 
 class ExtrinsicSampler(nn.Module):
-    """Samples Z+ extrinsic style codes (B, 7 + 11, 512): structure rows, then color rows (generate.py).
+    """Samples Z+ extrinsic style codes (B, 7 + 11, 512): structure rows, then color rows (``generate.py``).
 
     State dict: ``structure.*`` and ``color.*`` — ``sampler.pt['structure']`` / ``['color']`` under those prefixes.
     The codes are Z+ codes: map them row by row with the generator's mapping network before DualStyleGAN.

@@ -1,10 +1,14 @@
-"""StyleGAN2 generator and discriminator (SPEC.md §2, §2b): the intrinsic style path of DualStyleGAN."""
+"""StyleGAN2 generator and discriminator: the intrinsic style path of DualStyleGAN (paper §3.1).
+
+Module tree and state-dict keys of rosinality's stylegan2-pytorch ``model.py`` (the reference's
+``model/stylegan/model.py``), so the official checkpoints load unchanged.
+"""
 from __future__ import annotations
 
 import math
 import random
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -78,11 +82,6 @@ class Generator(nn.Module):
         return [torch.randn(1, 1, 2 ** ((i + 5) // 2), 2 ** ((i + 5) // 2), generator=generator).to(dev, dtype)
                 for i in range(self.num_layers)]
 
-    @torch.no_grad()
-    def mean_latent(self, n_latent: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        z = torch.randn(n_latent, self.style_dim, generator=generator).to(self.input.input.device)
-        return self.style(z).mean(0, keepdim=True)
-
     def get_latent(self, z: torch.Tensor) -> torch.Tensor:
         return self.style(z)
 
@@ -114,17 +113,34 @@ class Generator(nn.Module):
         return [None] * self.num_layers if randomize_noise else self.stored_noise()
 
     # ----------------------------------------------------------------------------------------- forward
-    def synthesize(self, latent: torch.Tensor, noise: Sequence[torch.Tensor | None]) -> torch.Tensor:
-        """The synthesis network on a W+ latent (B, n_latent, 512)."""
-        out = self.conv1(self.input(latent.shape[0]), latent[:, 0], noise=noise[0])
+    def synthesize(self, latent: torch.Tensor, noise: Sequence[torch.Tensor | None], *,
+                   code: Callable[[int], torch.Tensor] | None = None,
+                   refine: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+                   features_at: int | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The synthesis network on a W+ latent (B, n_latent, 512) → image.
+
+        Layer k (0 = the 4² conv, then two convs per resolution; the ToRGB after layers 2j−1, 2j reads row 2j+1)
+        reads the style row ``code(k)`` (default ``latent[:, k]``) and its conv output goes through
+        ``refine(out, k)`` (default: unchanged). These two hooks are DualStyleGAN's extrinsic path (paper §3.2:
+        color transforms blend the rows, ModRes blocks refine the features). The first ToRGB always reads
+        ``latent[:, 1]``, as in the reference's ``model/dualstylegan.py``. With ``features_at``, returns
+        ``(features, skip)`` after the resolution block that holds conv layer ``features_at`` instead.
+        """
+        row = (lambda k: latent[:, k]) if code is None else code
+        out = self.conv1(self.input(latent.shape[0]), row(0), noise=noise[0])
+        out = out if refine is None else refine(out, 0)
         skip = self.to_rgb1(out, latent[:, 1])
-        i = 1
+        k = 1
         for conv_up, conv, noise1, noise2, to_rgb in zip(self.convs[::2], self.convs[1::2], noise[1::2],
                                                          noise[2::2], self.to_rgbs):
-            out = conv_up(out, latent[:, i], noise=noise1)
-            out = conv(out, latent[:, i + 1], noise=noise2)
-            skip = to_rgb(out, latent[:, i + 2], skip)
-            i += 2
+            out = conv_up(out, row(k), noise=noise1)
+            out = out if refine is None else refine(out, k)
+            out = conv(out, row(k + 1), noise=noise2)
+            out = out if refine is None else refine(out, k + 1)
+            skip = to_rgb(out, row(k + 2), skip)
+            k += 2
+            if features_at is not None and k > features_at:
+                return out.contiguous(), skip.contiguous()
         return skip.contiguous()
 
     def forward(self, styles: Sequence[torch.Tensor], return_latents: bool = False, inject_index: int | None = None,
