@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import errno
 import io
-import json
 import os
 import pickle
 import struct
@@ -15,9 +14,8 @@ import torch
 from numpy.lib import format as npformat
 
 from dualstylegan import checkpoints as ck
-from dualstylegan.checkpoints import (CheckpointError, check_state_dict, load_code_bank, load_pretrained,
-                                      load_torch_file, save_code_bank, save_pretrained, save_torch_file,
-                                      strip_prefix, take)
+from dualstylegan.checkpoints import (CheckpointError, check_state_dict, load_code_bank, load_torch_file,
+                                      save_code_bank, save_torch_file, strip_prefix, take)
 
 
 # ------------------------------------------------------------------------------------------- fixtures
@@ -224,43 +222,6 @@ def test_check_state_dict():
         check_state_dict(expected, {**expected, "z": torch.zeros(1)}, "x")
     with pytest.raises(CheckpointError, match=r"'c' is a float, not a tensor"):
         check_state_dict(expected, {**expected, "c": 1.0}, "x")
-
-
-# ------------------------------------------------------------------------------------------- our format
-def test_pretrained_round_trip(tmp_path):
-    w = torch.randn(4, 4)
-    state = {"a.weight": w, "a.tied": w, "view": w[1], "bn.num_batches_tracked": torch.tensor(7),
-             "half": torch.randn(3).half(), "empty": torch.zeros(0)}
-    config = {"size": 64, "channels": {"4": 64}, "res_index": 6}
-    folder = tmp_path / "cartoon"
-    save_pretrained(folder, state, config, kind="dualstylegan")
-    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
-    assert json.loads((folder / "config.json").read_text())["format_version"] == 1
-    kind, cfg, got = load_pretrained(folder)
-    assert kind == "dualstylegan" and cfg == config
-    _assert_equal(dict(sorted(state.items())), dict(sorted(got.items())))  # safetensors sorts the keys
-
-
-def test_pretrained_errors(tmp_path):
-    with pytest.raises(CheckpointError, match="is not a folder"):
-        load_pretrained(tmp_path / "nope")
-    folder = tmp_path / "m"
-    save_pretrained(folder, {"a": torch.randn(100)}, {}, kind="sampler")
-    data = (folder / "model.safetensors").read_bytes()
-    (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match=r"model\.safetensors is truncated"):
-        load_pretrained(folder)
-    (folder / "config.json").write_text('{"kind": "sampler", "config": {}, "format_version": 99}')
-    with pytest.raises(CheckpointError, match="upgrade dualstylegan"):
-        load_pretrained(folder)
-    (folder / "config.json").write_text("{not json")
-    with pytest.raises(CheckpointError, match=r"config\.json is not valid JSON"):
-        load_pretrained(folder)
-    (folder / "config.json").unlink()
-    with pytest.raises(CheckpointError, match=r"config\.json does not exist"):
-        load_pretrained(folder)
-    with pytest.raises(CheckpointError, match="not a tensor"):
-        save_pretrained(folder, {"a": 1.0}, {}, kind="x")
 
 
 # ------------------------------------------------------------------------------------------- code banks

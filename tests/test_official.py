@@ -12,7 +12,6 @@ from dualstylegan.nets.dualstylegan import DualStyleGAN, DualStyleGANConfig
 from dualstylegan.nets.encoder import EncoderConfig, PSPEncoder
 from dualstylegan.nets.sampler import ExtrinsicSampler, SamplerConfig
 from dualstylegan.nets.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
-from dualstylegan.pretrained import load_model, save_model
 from conftest import NARROW_CHANNELS
 from refvectors import layout_names, load_layout
 
@@ -136,25 +135,6 @@ def test_malicious_generator_is_refused_without_running_it(tmp_path):
     assert not marker.exists()
     pickle.loads(pickle.dumps(_Payload(marker)))  # the payload is live: unpickling it does create the marker
     assert marker.exists()
-
-
-@pytest.mark.parametrize("net", ["dualstylegan", "stylegan2", "discriminator", "psp", "sampler"])
-def test_our_format_round_trip(tmp_path, net):
-    model = {
-        "dualstylegan": lambda: DualStyleGAN(DualStyleGANConfig(size=64, channels=NARROW_CHANNELS)),
-        "stylegan2": lambda: Generator(GeneratorConfig(size=64, channels=NARROW_CHANNELS)),
-        "discriminator": lambda: Discriminator(DiscriminatorConfig(size=64, channels=NARROW_CHANNELS)),
-        "psp": lambda: PSPEncoder(EncoderConfig(**NARROW_ENCODER, start_from_latent_avg=True),
-                                  latent_avg=torch.randn(512)),
-        "sampler": lambda: ExtrinsicSampler(SamplerConfig(rows=7), SamplerConfig(rows=3)),
-    }[net]()
-    save_model(model, tmp_path / net)
-    assert sorted(p.name for p in (tmp_path / net).iterdir()) == ["config.json", "model.safetensors"]
-    loaded = load_model(tmp_path / net)
-    assert type(loaded) is type(model)
-    if hasattr(model, "config"):
-        assert loaded.config == model.config
-    same_state(model, loaded)
 
 
 # ------------------------------------------------------------------------ full-size official layouts

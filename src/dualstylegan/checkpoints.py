@@ -1,4 +1,4 @@
-"""File-level I/O: the official pickles, read without running code, and our safetensors + config.json format.
+"""File-level I/O: the official pickles (``torch.save`` files and ``*_code.npy`` banks), read without running code.
 
 Every reader turns every failure into one :class:`CheckpointError` sentence that names the file, says what is
 wrong and what to do. Nothing here knows about networks: :mod:`dualstylegan.official` maps state dicts to them.
@@ -11,7 +11,6 @@ wrong and what to do. Nothing here knows about networks: :mod:`dualstylegan.offi
 """
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import re
@@ -34,9 +33,6 @@ except ImportError:  # pragma: no cover - numpy 1.x
 PathLike = str | os.PathLike
 Tensors = dict[str, torch.Tensor]
 
-FORMAT_VERSION = 1
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "config.json"
 
 
 class CheckpointError(DualStyleGANError, ValueError):
@@ -263,63 +259,6 @@ def save_code_bank(path: PathLike, codes: Mapping[str, Any], style_dim: int = 51
     """Write the official layout (``np.save`` of the dict, float32 values, order kept) atomically."""
     bank = _validate_codes(codes, str(path), style_dim)
     write_file(Path(path), lambda f: np.save(f, bank, allow_pickle=True))
-
-
-# ------------------------------------------------------------------------------------------- our format
-def save_pretrained(folder: PathLike, state_dict: Mapping[str, torch.Tensor], config: Mapping[str, Any],
-                    kind: str) -> None:
-    """``folder/model.safetensors`` + ``folder/config.json`` ({"kind", "config", "format_version"}), atomically."""
-    from safetensors.torch import save as st_save
-
-    folder = Path(folder)
-    tensors: Tensors = {}
-    seen: set[int] = set()
-    for key, t in state_dict.items():
-        if not isinstance(t, torch.Tensor):
-            raise CheckpointError(f"Cannot save {key!r} to {folder / WEIGHTS_NAME}: it is a {type(t).__name__}, not a "
-                                  "tensor; put non-tensor values in the config.")
-        t = t.detach().to("cpu").contiguous()
-        ptr = t.untyped_storage().data_ptr()
-        if ptr in seen and t.numel():  # safetensors refuses shared storage (tied weights, views)
-            t = t.clone()
-        seen.add(t.untyped_storage().data_ptr())
-        tensors[key] = t
-    try:
-        text = json.dumps({"kind": kind, "config": dict(config), "format_version": FORMAT_VERSION}, indent=2)
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"Cannot save the config of {folder}: {short(exc)}; use plain JSON values.") from None
-    blob = st_save(tensors, metadata={"format": "pt"})
-    write_file(folder / WEIGHTS_NAME, lambda f: f.write(blob))
-    write_file(folder / CONFIG_NAME, lambda f: f.write(text.encode() + b"\n"))
-
-
-def load_pretrained(folder: PathLike) -> tuple[str, dict[str, Any], Tensors]:
-    """(kind, config, state dict on the CPU) from a folder written by :func:`save_pretrained` (no pickle)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise CheckpointError(f"{folder} is not a folder with {CONFIG_NAME} and {WEIGHTS_NAME}; check the path.")
-    cfg_path = _existing_file(folder / CONFIG_NAME)
-    try:
-        meta = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{cfg_path} is not valid JSON ({short(exc)}); save the model again.") from None
-    if not (isinstance(meta, dict) and isinstance(meta.get("kind"), str) and isinstance(meta.get("config"), dict)
-            and isinstance(meta.get("format_version"), int)):
-        raise CheckpointError(f"{cfg_path} lacks 'kind', 'config' or 'format_version'; it was not written by "
-                              "dualstylegan's save_pretrained.")
-    if meta["format_version"] > FORMAT_VERSION:
-        raise CheckpointError(f"{cfg_path} has format version {meta['format_version']}, newer than this library's "
-                              f"{FORMAT_VERSION}; upgrade dualstylegan.")
-    weights = _existing_file(folder / WEIGHTS_NAME)
-    try:
-        state = load_file(weights, device="cpu")
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{weights} is truncated or not a safetensors file ({short(exc)}); save or "
-                              "download it again.") from None
-    return meta["kind"], meta["config"], state
 
 
 # ------------------------------------------------------------------------------------------- atomic writes
