@@ -1,4 +1,10 @@
-"""``dualstylegan <verb>``: thin argument parsing over the library. Errors: one sentence, exit code 1."""
+"""``dualstylegan <verb>``: thin argument parsing over the library (the reference's ``style_transfer.py`` and
+``generate.py`` as verbs). Each verb parses, calls the library, and prints what came back.
+
+Errors: a user error (:class:`~dualstylegan.errors.DualStyleGANError`, or the system refusing a file) prints
+``error: <one sentence>``; anything else is a bug and says to rerun with ``--debug`` for the traceback. Exit code 1
+either way. torch is imported by the verbs that need it, not at parse time.
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,54 +13,32 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from .defaults import BLEND_STEPS, GENERATE_COUNT, GENERATE_TRUNCATION, TRANSFER_TRUNCATION
+from .errors import UsageError, is_user_error, sentence
+
 EXIT_ERROR = 1
+#: How this front end turns face alignment off, in the words of the library's messages (faces.SKIP_ALIGNMENT).
+NO_ALIGN_HINT = "pass --no-align"
 
 
-class UsageError(Exception):
-    """A bad command line or input, reported as one sentence."""
+def say(e: BaseException) -> str:
+    """The sentence the CLI prints for a user error: the library's, with its own way to skip alignment."""
+    text = sentence(e)
+    faces = sys.modules.get("dualstylegan.faces")  # only an error from there mentions alignment
+    if faces is not None and isinstance(e, (faces.NoFaceError, faces.MissingExtraError)):
+        text = text.replace(faces.SKIP_ALIGNMENT, NO_ALIGN_HINT)
+    return text
 
 
 # ----------------------------------------------------------------------------------------- helpers
-def _device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return "mps"
-        return "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda was asked for, but no CUDA GPU is available")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise UsageError("--device mps was asked for, but MPS is not available")
-    return name
-
-
-def _dtype(name: str, device: str):
-    import torch
-
-    dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
-    if dtype != torch.float32 and device == "cpu":
-        raise UsageError(f"--dtype {name} is for GPUs; on the CPU use float32")
-    return dtype
-
-
-def _weights(args) -> dict:
-    if args.weights is not None and (args.structure is not None or args.color is not None):
-        raise UsageError("give either --weights (18 numbers) or --structure/--color, not both")
-    if args.weights is not None:
-        return {"weights": args.weights}
-    return {"structure": args.structure, "color": args.color}
-
-
 def _load_pipeline(args, *, sampler: bool = False):
     """The verb's pipeline and its weight options, both checked (a bad weight vector is one error, not one per photo)."""
+    from .devices import resolve_device, resolve_dtype
     from .pipeline import StyleTransferPipeline, check_truncation
 
-    opts = _weights(args)
-    device = _device(args.device)
-    dtype = _dtype(args.dtype, device)
+    opts = {"weights": args.weights, "structure": args.structure, "color": args.color}
+    device = resolve_device(args.device)
+    dtype = resolve_dtype(args.dtype, device)
     kw = {"local_files_only": True} if args.offline else {}
     pipe = StyleTransferPipeline.from_pretrained(args.style, device=device, dtype=dtype,
                                                  wplus=getattr(args, "wplus", False), sampler=sampler, **kw)
@@ -63,146 +47,50 @@ def _load_pipeline(args, *, sampler: bool = False):
     return pipe, opts
 
 
-def _inputs(paths: Sequence[str]) -> list[Path]:
-    from .images import iter_image_files
+def _face_tensor(path: str, align: bool):
+    from .faces import prepare_face
+    from .images import to_tensor
 
-    files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found = list(iter_image_files(p))
-            if not found:
-                raise UsageError(f"the folder {p} has no images")
-            files += found
-        else:
-            files.append(p)  # a missing or bad file is reported per file
-    return list(dict.fromkeys(files))  # a photo given twice is stylised once
-
-
-def _unique_stems(files: Sequence[Path]) -> dict[Path, str]:
-    """Output name stems, one per input file: 'me' for me.jpg, but 'me_jpg' and 'me_png' when both are given, and a
-    number when a name still repeats (a/me.jpg and b/me.jpg), so that no photo's result replaces another's."""
-    from collections import Counter
-
-    files = list(dict.fromkeys(files))
-    per_stem = Counter(p.stem for p in files)
-    out: dict[Path, str] = {}
-    taken: set[str] = set()
-    for p in files:
-        base = p.stem if per_stem[p.stem] == 1 else f"{p.stem}_{p.suffix.lstrip('.').lower()}".rstrip("_")
-        stem, k = base, 1
-        while stem in taken:
-            k += 1
-            stem = f"{base}_{k}"
-        taken.add(stem)
-        out[p] = stem
-    return out
-
-
-def _out_folder(path: str) -> Path:
-    """The output folder, checked now (one error, not one per photo later); it is made when the first file is
-    written (:func:`images.save_image`), so that a run that writes nothing leaves nothing behind."""
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"the output {out} exists and is not a folder")
-    existing = next(p for p in (out, *out.parents) if p.exists())  # the folder itself or the one it will go in
-    if not existing.is_dir():
-        raise UsageError(f"cannot create the output folder {out}: {existing} is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        where = "" if existing == out else f" ({existing} is read-only)"
-        raise UsageError(f"the output folder {out} cannot be written{where}: permission denied; choose another with -o")
-    return out
-
-
-def _free(targets: Sequence[Path], overwrite: bool) -> None:
-    """Refuse a run that would stop half way on an existing file: all of its outputs, or none."""
-    taken = next((t for t in targets if t.exists()), None)
-    if taken is not None and not overwrite:
-        raise UsageError(f"{taken} already exists; pass --overwrite to replace it")
-
-
-def _face(path: Path, align: bool, all_faces: bool = False):
-    """[(aligned face tensor 256², quad or None)] for a photo; the original PIL image."""
-    from .images import load_image, to_tensor
-
-    img = load_image(path)
-    if not align:
-        return [(to_tensor(img), None)], img
-    from .faces import NoFaceError, align as align_faces
-
-    try:
-        faces = align_faces(img, output_size=256, all_faces=all_faces)
-    except NoFaceError:
-        raise NoFaceError(f"no face was found in {path}; use a photo with a clearly visible, roughly frontal face, "
-                          f"or --no-align if it is already an aligned face crop") from None
-    return [(to_tensor(f.image), f.quad) for f in faces], img
+    return to_tensor(prepare_face(Path(path), align)[0].image)
 
 
 # ----------------------------------------------------------------------------------------- verbs
 def cmd_transfer(args) -> int:
     from tqdm import tqdm
 
-    from .images import make_grid, save_image, to_image
+    from .batch import check_output_folder, collect_inputs, stylize_files
 
-    files = _inputs(args.photos)
-    if args.paste_back and args.no_align:
-        raise UsageError("--paste-back needs face alignment: it cannot be combined with --no-align")
+    files = collect_inputs(args.photos)
     if args.exemplar and args.style_id is not None:
         raise UsageError("give either --style-id or --exemplar, not both")
-    out = _out_folder(args.output)
+    out = check_output_folder(args.output)
     pipe, opts = _load_pipeline(args)
-    if args.exemplar:
-        faces, _ = _face(Path(args.exemplar), not args.no_align)
-        exemplar, tag = faces[0][0], Path(args.exemplar).stem
-    else:
-        exemplar = args.style_id or 0
-        tag = Path(pipe.codes.name_of(exemplar)).stem  # a bare name: the code bank cannot steer where files go
-    ex_image = None
-    if args.overview:
-        ex_image = exemplar if args.exemplar else pipe.render_exemplar(exemplar)
-    stems = _unique_stems(files)
-    failures = 0
-    written = 0
-    for path in tqdm(files, desc="stylising", unit="photo", disable=args.quiet or len(files) < 2):
-        stem = stems[path]
-        try:
-            faces, original = _face(path, not args.no_align, args.all_faces)
-            results = []
-            for i, (content, quad) in enumerate(faces):
-                r = pipe.transfer(content, exemplar, preserve_color=args.preserve_color, wplus=args.wplus,
-                                  truncation=args.truncation, seed=args.seed, reconstruct=args.overview, **opts)
-                suffix = f"_face{i}" if len(faces) > 1 else ""
-                target = out / f"{stem}{suffix}_{pipe.style}_{tag}.png"
-                save_image(r.image, target, overwrite=args.overwrite)
-                written += 1
-                if args.overview:
-                    grid = make_grid([r.content, r.reconstruction, ex_image, r.image], nrow=4, size=256)
-                    save_image(grid, out / f"{stem}{suffix}_{pipe.style}_{tag}_overview.png",
-                               overwrite=args.overwrite)
-                results.append((r, quad))
-            if args.paste_back:
-                from .faces import paste_back
-
-                pasted = original
-                for r, quad in results:
-                    pasted = paste_back(pasted, to_image(r.image), quad)
-                save_image(pasted, out / f"{stem}_{pipe.style}_{tag}_pasted.png", overwrite=args.overwrite)
-        except Exception as e:  # noqa: BLE001 - every per-file problem is reported, then the next file
+    exemplar = Path(args.exemplar) if args.exemplar else (args.style_id or 0)
+    results = stylize_files(pipe, files, out, exemplar=exemplar, align=not args.no_align, all_faces=args.all_faces,
+                            paste_back=args.paste_back, overview=args.overview, overwrite=args.overwrite,
+                            preserve_color=args.preserve_color, truncation=args.truncation, wplus=args.wplus,
+                            seed=args.seed, **opts)
+    failures = written = 0
+    for r in tqdm(results, total=len(files), desc="stylising", unit="photo", disable=args.quiet or len(files) < 2):
+        written += len(r.portraits)
+        if r.exception is not None:
             if args.debug:
-                raise
+                raise r.exception
             failures += 1
-            tqdm.write(f"skipped {path}: {sentence(e)}", file=sys.stderr)  # not through the bar
+            tqdm.write(f"skipped {r.input}: {say(r.exception)}", file=sys.stderr)  # not through the bar
     print(f"{written} portrait(s) written to {out}" + (f"; {failures} of {len(files)} photo(s) failed"
                                                         if failures else ""))
     return EXIT_ERROR if failures else 0
 
 
 def cmd_generate(args) -> int:
+    from .batch import check_free, check_output_folder, generate_names
     from .images import save_image
 
-    out = _out_folder(args.output)
+    out = check_output_folder(args.output)
     pipe, opts = _load_pipeline(args, sampler=True)
-    targets = [out / f"{pipe.style}_seed{args.seed}_{i:03d}.png" for i in range(max(args.n, 0))]
-    _free(targets, args.overwrite)
+    targets = [out / name for name in generate_names(pipe.style, args.seed, args.n)]
+    check_free(targets, args.overwrite)
     images = pipe.generate(args.n, seed=args.seed, fix_content=args.fix_content, fix_color=args.fix_color,
                            fix_structure=args.fix_structure, truncation=args.truncation, **opts)
     for img, target in zip(images, targets):
@@ -212,21 +100,22 @@ def cmd_generate(args) -> int:
 
 
 def cmd_blend(args) -> int:
+    from .batch import blend_names, check_free, check_output_folder
     from .images import save_animation, save_image
 
-    out = _out_folder(args.output)
+    out = check_output_folder(args.output)
     pipe, opts = _load_pipeline(args)
-    stem = f"{Path(args.photo).stem}_{pipe.style}_blend"
-    targets = [out / f"{stem}_{i:03d}.png" for i in range(max(args.steps, 0))]
-    _free([*targets, out / f"{stem}.gif"], args.overwrite)
-    content = _face(Path(args.photo), not args.no_align)[0][0][0]
-    content_b = _face(Path(args.photo_b), not args.no_align)[0][0][0] if args.photo_b else None
+    frame_names, gif_name = blend_names(Path(args.photo).stem, pipe.style, args.steps)
+    targets = [out / name for name in frame_names]
+    check_free([*targets, out / gif_name], args.overwrite)
+    content = _face_tensor(args.photo, not args.no_align)
+    content_b = _face_tensor(args.photo_b, not args.no_align) if args.photo_b else None
     frames = pipe.blend(content, args.style_id, args.style_id_b, content_b=content_b, steps=args.steps,
                         wplus=args.wplus, truncation=args.truncation, **opts)
     for f, target in zip(frames, targets):
         save_image(f, target, overwrite=args.overwrite)
-    save_animation(frames, out / f"{stem}.gif", overwrite=args.overwrite)
-    print(f"{len(frames)} frame(s) and {stem}.gif written to {out}")
+    save_animation(frames, out / gif_name, overwrite=args.overwrite)
+    print(f"{len(frames)} frame(s) and {gif_name} written to {out}")
     return 0
 
 
@@ -249,25 +138,15 @@ def cmd_download(args) -> int:
 
 def cmd_web(args) -> int:
     from . import web
+    from .devices import resolve_device
 
-    device = _device(args.device)
-    kw = {"local_files_only": True} if args.offline else {}
-
-    def load(name: str):
-        from .hub import StylePackError
-        from .pipeline import StyleTransferPipeline
-
-        try:  # with the W+ encoder when the pack has one
-            return StyleTransferPipeline.from_pretrained(name, device=device, wplus=True, **kw)
-        except StylePackError:
-            return StyleTransferPipeline.from_pretrained(name, device=device, **kw)
-
+    loader = web.pack_loader(resolve_device(args.device), local_files_only=args.offline)
     styles = args.style or web.ready_styles() or ["cartoon"]
-    demo = web.build_app(load, styles=styles, align=not args.no_align, max_upload_mb=args.max_upload_mb,
-                         max_concurrency=args.max_concurrency, exemplar_images=args.exemplar_images or ())
-    demo.dualstylegan_pipelines.get(styles[0])  # fail now, not in the page, when the first pack cannot load
+    app = web.StyleApp(loader, styles=styles, align=not args.no_align, max_upload_mb=args.max_upload_mb,
+                       max_concurrency=args.max_concurrency, exemplar_images=args.exemplar_images or ())
+    app.pipelines.get(styles[0])  # fail now, not in the page, when the first pack cannot load
     print(f"serving {', '.join(styles)} on http://{args.host}:{args.port} (Ctrl+C stops)")
-    web.launch(demo, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, quiet=True)
+    web.launch(app, host=args.host, port=args.port, quiet=True)
     return 0
 
 
@@ -295,33 +174,30 @@ def _weight_args(p: argparse.ArgumentParser, truncation: float, *, encodes: bool
         p.add_argument("--wplus", action="store_true", help="encode in W+ with encoder_wplus.pt")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dualstylegan", description="Exemplar-based portrait style transfer "
-                                     "(DualStyleGAN, CVPR 2022) on the official checkpoints.")
-    sub = parser.add_subparsers(dest="verb", required=True)
-
+def _inference_parsers(sub) -> None:
     p = sub.add_parser("transfer", help="stylise face photos with an exemplar")
     p.add_argument("photos", nargs="+", help="photos or folders")
     p.add_argument("--style-id", type=int, help="exemplar id in the style's code bank (default: 0)")
     p.add_argument("--exemplar", help="any exemplar image instead of a style id (aligned like the photos)")
     p.add_argument("--preserve-color", action="store_true", help="keep the photo's colors")
-    p.add_argument("--no-align", action="store_true", help="photos are already aligned 1:1 face crops")
+    p.add_argument("--no-align", action="store_true",
+                   help="photos are already face crops: their centred square is used as it is")
     p.add_argument("--all-faces", action="store_true", help="stylise every face, not only the largest")
     p.add_argument("--paste-back", action="store_true", help="also paste the result into the original photo")
     p.add_argument("--overview", action="store_true", help="also save content | reconstruction | exemplar | result")
     p.add_argument("--seed", type=int, help="fresh noise from this seed (default: the stored noise)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    _weight_args(p, 0.75)
+    _weight_args(p, TRANSFER_TRUNCATION)
     _common(p)
     p.set_defaults(func=cmd_transfer)
 
     p = sub.add_parser("generate", help="random portraits in random styles (needs sampler.pt)")
-    p.add_argument("-n", type=int, default=4, help="how many portraits (default: 4)")
+    p.add_argument("-n", type=int, default=GENERATE_COUNT, help=f"how many portraits (default: {GENERATE_COUNT})")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--fix-content", action="store_true", help="one face for every portrait")
     p.add_argument("--fix-color", action="store_true", help="one color style for every portrait")
     p.add_argument("--fix-structure", action="store_true", help="one structure style for every portrait")
-    _weight_args(p, 0.5, encodes=False)
+    _weight_args(p, GENERATE_TRUNCATION, encodes=False)
     _common(p)
     p.set_defaults(func=cmd_generate)
 
@@ -330,12 +206,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--photo-b", help="second content photo to interpolate toward")
     p.add_argument("--style-id", type=int, default=0, help="first exemplar id (default: 0)")
     p.add_argument("--style-id-b", type=int, help="second exemplar id (default: the first)")
-    p.add_argument("--steps", type=int, default=8, help="number of frames (default: 8)")
-    p.add_argument("--no-align", action="store_true", help="photos are already aligned 1:1 face crops")
-    _weight_args(p, 0.75)
+    p.add_argument("--steps", type=int, default=BLEND_STEPS, help=f"number of frames (default: {BLEND_STEPS})")
+    p.add_argument("--no-align", action="store_true",
+                   help="photos are already face crops: their centred square is used as it is")
+    _weight_args(p, TRANSFER_TRUNCATION)
     _common(p)
     p.set_defaults(func=cmd_blend)
 
+
+def _service_parsers(sub) -> None:
     p = sub.add_parser("styles", help="known style packs and what is downloaded")
     p.set_defaults(func=cmd_styles, debug=False)
 
@@ -354,23 +233,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-concurrency", type=int, default=1, help="model calls run at once; the rest queue")
     p.add_argument("--max-upload-mb", type=float, default=10, help="largest accepted upload")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    p.add_argument("--no-align", action="store_true", help="photos are already aligned 1:1 face crops")
+    p.add_argument("--no-align", action="store_true", help="photos are already face crops (the page's default)")
     p.add_argument("--exemplar-images", action="extend", nargs="+", metavar="DIR",
                    help="the style dataset's images (e.g. data/cartoon/images/train): the gallery shows them")
     p.add_argument("--offline", action="store_true", help="use only files already downloaded")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=cmd_web)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dualstylegan", description="Exemplar-based portrait style transfer "
+                                     "(DualStyleGAN, CVPR 2022) on the official checkpoints.")
+    sub = parser.add_subparsers(dest="verb", required=True)
+    _inference_parsers(sub)
+    _service_parsers(sub)
     from .train.cli import add_parsers as _add_train_parsers  # train + one verb per step (no torch at parse time)
 
     _add_train_parsers(sub)
     return parser
-
-
-def sentence(e: BaseException) -> str:
-    """What the user reads of an error: its first line (our messages are one sentence)."""
-    text = str(e).strip() or type(e).__name__
-    return text.splitlines()[0]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -386,7 +266,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - the CLI's contract: one sentence, non-zero exit
         if getattr(args, "debug", False):
             raise
-        print(f"error: {sentence(e)}", file=sys.stderr)
+        if is_user_error(e):
+            print(f"error: {say(e)}", file=sys.stderr)
+        else:  # a bug: say so, and how to see where
+            print(f"error: {sentence(e)} (an unexpected {type(e).__name__}: rerun with --debug for the traceback)",
+                  file=sys.stderr)
         return EXIT_ERROR
 
 

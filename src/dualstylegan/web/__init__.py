@@ -1,0 +1,30 @@
+"""The web app (``dualstylegan web``): a thin Gradio front end over :class:`~dualstylegan.pipeline.StyleTransferPipeline`.
+
+Three tabs, each one pipeline call:
+
+* **Transfer** — a photo (aligned like FFHQ unless asked not to) and an exemplar (a code-bank exemplar picked from a
+  gallery of thumbnails, or any image) → an artistic portrait (§3.3, ``style_transfer.py``); structure / color
+  weights (layers 1–7 / 8–18, §3.2) or all 18 per-layer weights, color preservation, truncation, Z+ or W+ encoding.
+* **Random portraits** — random faces in random styles of the pack with the extrinsic style sampler (§3.4,
+  ``generate.py``).
+* **Blend** — an animation interpolating the extrinsic codes of two exemplars (Fig. 13).
+
+:class:`StyleApp` (:mod:`.app`) holds the behaviour — handlers taking and returning plain values, callable without
+Gradio; :func:`build_layout` (:mod:`.layout`) wires them to a Gradio page and :func:`launch` serves it on localhost.
+Gradio is an optional extra (``pip install 'dualstylegan[web]'``) imported only by the layout. Every request is
+guarded: a bad upload, no face, an unknown style id or an impossible weight vector becomes one sentence in the page;
+a bug becomes "something went wrong", its traceback in the log.
+
+    from dualstylegan.web import StyleApp, launch
+    launch(StyleApp({"cartoon": pipe}))
+"""
+from __future__ import annotations
+
+from .app import (BUG_MESSAGE, GALLERY, PAGE_SIZE, THUMBNAIL_SIZE, UPLOADED, FaceCache, GalleryPage, Pipelines,
+                  ResultFiles, StyleApp, StyleView, TransferView, WebError, format_weights, pack_loader,
+                  parse_weights, ready_styles)
+from .layout import GRADIO_MISSING, build_layout, launch
+
+__all__ = ["BUG_MESSAGE", "GALLERY", "GRADIO_MISSING", "PAGE_SIZE", "THUMBNAIL_SIZE", "UPLOADED", "FaceCache",
+           "GalleryPage", "Pipelines", "ResultFiles", "StyleApp", "StyleView", "TransferView", "WebError",
+           "build_layout", "format_weights", "launch", "pack_loader", "parse_weights", "ready_styles"]
