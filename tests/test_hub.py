@@ -10,8 +10,8 @@ import torch
 from huggingface_hub.utils import EntryNotFoundError, LocalEntryNotFoundError
 
 from dualstylegan import hub
-from dualstylegan.hub import (HUB_REPO, KNOWN_STYLES, StylePackError, StylePackFiles, download_style, list_styles,
-                              models_home, resolve_style_pack, verify_style_pack)
+from dualstylegan.hub import (HUB_REPO, StylePackError, StylePackFiles, download_style, list_styles, models_home,
+                              official_styles, resolve_style_pack, verify_style_pack)
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
@@ -161,7 +161,19 @@ def test_unknown_style_lists_known_styles():
     with pytest.raises(StylePackError) as err:
         resolve_style_pack("watercolor")
     msg = str(err.value)
-    assert "Unknown style 'watercolor'" in msg and all(s in msg for s in KNOWN_STYLES)
+    assert "Unknown style 'watercolor'" in msg and all(s in msg for s in official_styles())
+
+
+def test_official_styles_come_from_the_style_registry(monkeypatch):
+    from dualstylegan import styles
+
+    assert official_styles() == {s.name: s.published for s in styles.list_styles() if s.published}
+    assert official_styles()["cartoon"] == "hub" and official_styles()["impasto"] == "drive"
+    monkeypatch.setitem(styles._REGISTRY, "mine", styles.Style("mine"))  # registered, not published
+    assert "mine" not in official_styles()
+    monkeypatch.setitem(styles._REGISTRY, "oils", styles.Style("oils", "drive"))
+    with pytest.raises(StylePackError, match="only on the authors' Google Drive"):
+        resolve_style_pack("oils")
 
 
 # ----------------------------------------------------------------------------------------- the Hub
@@ -269,7 +281,7 @@ def test_list_styles(fake_hub, tmp_path, home):
     touch(home / "models" / "mine", "generator.pt", "exstyle_code.npy")
     touch(home / "models", "encoder.pt")
     styles = {s["name"]: s for s in list_styles(cache_dir=tmp_path / "hf")}
-    assert set(KNOWN_STYLES) <= set(styles) and styles["mine"]["published"] == "local"
+    assert set(official_styles()) <= set(styles) and styles["mine"]["published"] == "local"
     assert styles["cartoon"]["published"] == "hub" and styles["cartoon"]["ready"]
     assert "refined_exstyle_code.npy" in styles["cartoon"]["present"]
     assert styles["fantasy"]["published"] == "drive" and not styles["fantasy"]["ready"]

@@ -1,28 +1,23 @@
-"""Style packs: a style name, a local folder or a Hugging Face repo id → the official files of one style.
+"""Style packs by name: a style name, a local folder or a Hugging Face repo id → the files of one style pack.
 
-A *style pack* is the authors' folder layout, used unchanged::
-
-    models/encoder.pt                   pSp encoder into Z+ (shared by every style)
-    models/encoder_wplus.pt             optional pSp encoder into W+ (authors' Google Drive only)
-    models/<style>/generator.pt         DualStyleGAN generator (g_ema)
-    models/<style>/refined_exstyle_code.npy and/or exstyle_code.npy   extrinsic style codes (Z+)
-    models/<style>/sampler.pt           optional extrinsic style sampler (authors' Google Drive only)
-    models/<style>/instyle_code.npy     optional intrinsic codes of the exemplars
-
-The encoders may also sit inside the style folder. Seven styles are on the Hugging Face Hub (``CVPR/DualStyleGAN``);
+What a pack holds and where local packs live is :mod:`dualstylegan.packs`; which styles are official and where the
+authors publish each is :mod:`dualstylegan.styles`. Seven styles are on the Hugging Face Hub (``CVPR/DualStyleGAN``);
 the others, every ``sampler.pt`` and ``encoder_wplus.pt`` are only on the authors' Google Drive and are read from
-``models_home()/models/`` (``$DUALSTYLEGAN_HOME``, default ``~/.cache/dualstylegan``). Downloads go through
-``huggingface_hub.hf_hub_download``: cached, resumable, pinned to a revision whose commit is recorded.
+``models_home()/models/``. Downloads go through ``huggingface_hub.hf_hub_download``: cached, resumable, pinned to a
+revision whose commit is recorded.
 """
 from __future__ import annotations
 
 import logging
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DualStyleGANError
+from . import styles
+from .packs import (CODES, CODES_WANTED, ENCODER, ENCODER_WPLUS, GENERATOR, INSTYLE_CODES, PACK_FILES, PROJECT_URL,
+                    REFINED_CODES, SAMPLER, StylePackError, StylePackFiles, drive_sentence, first_file, join_words,
+                    local_style_folder, models_dir, models_home, placement, require_optional, shared_file,
+                    verify_style_pack)
 
 log = logging.getLogger(__name__)
 
@@ -30,77 +25,13 @@ HUB_REPO = "CVPR/DualStyleGAN"
 #: The revision downloads are pinned to. The resolved commit of every download is recorded in
 #: :attr:`StylePackFiles.commit`; pass ``revision=<that sha>`` to reproduce a run exactly.
 HUB_REVISION = "main"
-PROJECT_URL = "https://github.com/williamyang1991/DualStyleGAN"
-
-#: Every official style → where the authors publish its generator and codes ("hub" or "drive").
-KNOWN_STYLES: dict[str, str] = {
-    "cartoon": "hub",
-    "caricature": "hub",
-    "anime": "hub",
-    "arcane": "hub",
-    "comic": "hub",
-    "pixar": "hub",
-    "slamdunk": "hub",
-    "fantasy": "drive",
-    "illustration": "drive",
-    "impasto": "drive",
-}
-
-GENERATOR = "generator.pt"
-REFINED_CODES = "refined_exstyle_code.npy"
-CODES = "exstyle_code.npy"
-SAMPLER = "sampler.pt"
-ENCODER = "encoder.pt"
-ENCODER_WPLUS = "encoder_wplus.pt"
-INSTYLE_CODES = "instyle_code.npy"
-PACK_FILES = (GENERATOR, REFINED_CODES, CODES, SAMPLER, ENCODER, ENCODER_WPLUS, INSTYLE_CODES)
-_CODES_WANTED = f"{REFINED_CODES} (or {CODES})"
-
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(/[\w.-]+)*$")
 
 
-class StylePackError(DualStyleGANError, RuntimeError):
-    """A style pack that cannot be found, downloaded or read; the message says what to put where."""
-
-
-@dataclass
-class StylePackFiles:
-    """The files of one style pack (all local paths; Hub files are paths inside the Hugging Face cache)."""
-
-    name: str
-    generator: Path
-    codes: Path                      # refined_exstyle_code.npy when present, else exstyle_code.npy
-    sampler: Path | None
-    encoder: Path
-    encoder_wplus: Path | None
-    folder: Path                     # the style folder (a Hub snapshot folder for downloads)
-    instyle_codes: Path | None = None
-    source: str = "local"            # "local" (a folder given), "home" (models_home()) or "hub"
-    repo_id: str | None = None       # the Hub repo the generator came from
-    revision: str | None = None      # the revision asked for
-    commit: str | None = None        # the commit that revision resolved to (from the cache's snapshots/<commit>/)
-
-    @property
-    def refined(self) -> bool:
-        """Whether the codes are the refined extrinsic codes (the paper's Sec. 3.3 refinement)."""
-        return self.codes.name == REFINED_CODES
-
-    @property
-    def provenance(self) -> str:
-        """Where the pack came from, for logs and reports: ``repo@commit`` or the folder."""
-        if self.repo_id:
-            return f"{self.repo_id}@{self.commit or self.revision}"
-        return str(self.folder)
-
-
-def models_home() -> Path:
-    """``$DUALSTYLEGAN_HOME`` or ``~/.cache/dualstylegan``; style packs go in ``<home>/models/<style>/``."""
-    env = os.environ.get("DUALSTYLEGAN_HOME")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "dualstylegan"
-
-
-def _models_dir() -> Path:
-    return models_home() / "models"
+def official_styles() -> dict[str, str]:
+    """Every official style → where the authors publish its generator and codes ("hub" or "drive"), from the style
+    registry (:func:`dualstylegan.styles.list_styles`), in its order."""
+    return {s.name: s.published for s in styles.list_styles() if s.published in ("hub", "drive")}
 
 
 # ----------------------------------------------------------------------------------------- Hub access
@@ -193,100 +124,30 @@ class Hub:
         return f"{where} does not have them"
 
 
-# ----------------------------------------------------------------------------------------- messages
-def _join(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-
-
-def _placement(missing: list[tuple[str, Path]]) -> str:
-    """[(file, folder)] → 'generator.pt and exstyle_code.npy in /x/models/cartoon/ and encoder.pt in /x/models/'."""
-    by_folder: dict[Path, list[str]] = {}
-    for name, folder in missing:
-        by_folder.setdefault(folder, [])
-        if name not in by_folder[folder]:
-            by_folder[folder].append(name)
-    return _join([f"{_join(names)} in {str(folder).rstrip(os.sep) + os.sep}" for folder, names in by_folder.items()])
-
-
-def _drive_sentence(what: str, missing: list[tuple[str, Path]]) -> str:
-    return (f"{what} only on the authors' Google Drive (links at {PROJECT_URL}): "
-            f"download and put {_placement(missing)}.")
-
-
+# ----------------------------------------------------------------------------------------- resolution
 def _unknown_style(name: str) -> StylePackError:
     return StylePackError(
-        f"Unknown style {name!r}: the known styles are {', '.join(KNOWN_STYLES)}; you can also give a style "
+        f"Unknown style {name!r}: the known styles are {', '.join(official_styles())}; you can also give a style "
         f"folder (with generator.pt) or a Hugging Face repo id such as {HUB_REPO}/cartoon.")
-
-
-# ----------------------------------------------------------------------------------------- resolution
-def _first(*paths: Path) -> Path | None:
-    return next((p for p in paths if p.is_file()), None)
-
-
-def _looks_like_path(arg: str) -> bool:
-    return os.path.isabs(arg) or arg.startswith((".", "~")) or (os.sep != "/" and os.sep in arg)
-
-
-def _local_folder(arg: str) -> Path | None:
-    """Step 1: an existing style folder (or its generator.pt). None when ``arg`` is not a local path."""
-    p = Path(arg).expanduser()
-    if p.is_file() and p.name == GENERATOR:
-        return p.parent
-    if p.is_dir():
-        if (p / GENERATOR).is_file():
-            return p
-        if _looks_like_path(arg) or any((p / f).exists() for f in PACK_FILES):
-            styles = sorted(c.name for c in p.iterdir() if (c / GENERATOR).is_file())
-            hint = (f" It looks like a models folder: give one of its styles, e.g. {p / styles[0]}." if styles else
-                    f" Put {GENERATOR} and {_CODES_WANTED} there, and {ENCODER} there or in {p.parent}{os.sep}.")
-            raise StylePackError(f"The folder {p} is not a style pack: it has no {GENERATOR}.{hint}")
-        return None
-    if _looks_like_path(arg):
-        raise StylePackError(f"There is no folder {p}: give an existing style folder (with {GENERATOR}), a style "
-                             f"name ({', '.join(KNOWN_STYLES)}) or a Hugging Face repo id.")
-    return None
-
-
-def _shared(folder: Path, filename: str) -> Path | None:
-    """An encoder file next to the style (style folder, its parent, then models_home()/models)."""
-    return _first(folder / filename, folder.parent / filename, _models_dir() / filename)
-
-
-def _optional(files: StylePackFiles, need_sampler: bool, need_wplus: bool, home: Path | None,
-              drive: bool) -> None:
-    """Raise when a required sampler.pt / encoder_wplus.pt is absent, saying where it comes from and goes."""
-    style_dir = home or files.folder
-    missing = []
-    if need_sampler and files.sampler is None:
-        missing.append((SAMPLER, style_dir))
-    if need_wplus and files.encoder_wplus is None:
-        missing.append((ENCODER_WPLUS, style_dir.parent))
-    if not missing:
-        return
-    names = _join([m[0] for m in missing])
-    if drive:
-        raise StylePackError(_drive_sentence(f"Style {files.name!r} needs {names}, which is", missing))
-    raise StylePackError(f"Style {files.name!r} needs {names}, which is missing: put {_placement(missing)}.")
 
 
 def _from_folder(folder: Path, name: str, source: str, hub: Hub) -> StylePackFiles:
     """A local style folder; the encoder may come from its parent, models_home()/models or the Hub cache/download."""
-    codes = _first(folder / REFINED_CODES, folder / CODES)
-    encoder = _shared(folder, ENCODER)
+    codes = first_file(folder / REFINED_CODES, folder / CODES)
+    encoder = shared_file(folder, ENCODER)
     if encoder is None and codes is not None:
         encoder = hub.get(f"models/{ENCODER}")   # the same file for every style
     missing = []
     if codes is None:
-        missing.append((_CODES_WANTED, folder))
+        missing.append((CODES_WANTED, folder))
     if encoder is None:
         missing.append((ENCODER, folder.parent))
     if missing:
         extra = f" ({ENCODER} is at {_tree_url(HUB_REPO, hub.revision)})" if encoder is None else ""
-        raise StylePackError(f"The style pack {folder} is incomplete: put {_placement(missing)}{extra}.")
+        raise StylePackError(f"The style pack {folder} is incomplete: put {placement(missing)}{extra}.")
     return StylePackFiles(
-        name=name, generator=folder / GENERATOR, codes=codes, sampler=_first(folder / SAMPLER), encoder=encoder,
-        encoder_wplus=_shared(folder, ENCODER_WPLUS), folder=folder, instyle_codes=_first(folder / INSTYLE_CODES),
+        name=name, generator=folder / GENERATOR, codes=codes, sampler=first_file(folder / SAMPLER), encoder=encoder,
+        encoder_wplus=shared_file(folder, ENCODER_WPLUS), folder=folder, instyle_codes=first_file(folder / INSTYLE_CODES),
         source=source)
 
 
@@ -314,7 +175,7 @@ def _from_hub(hub: Hub, prefix: str, name: str, home: Path | None) -> StylePackF
             if refined_kind == "offline":
                 log.warning("%s: %s is not in the Hugging Face cache; using %s", name, REFINED_CODES, CODES)
     # The encoder is the same file for every style: a local copy spares a 1 GB download.
-    encoder = _shared(home, ENCODER) if home is not None else None
+    encoder = shared_file(home, ENCODER) if home is not None else None
     encoder_files = list(dict.fromkeys([parent + ENCODER, prefix + ENCODER]))
     for cand in encoder_files if encoder is None else []:
         encoder = hub.get(cand)
@@ -325,7 +186,7 @@ def _from_hub(hub: Hub, prefix: str, name: str, home: Path | None) -> StylePackF
 
     if generator is None or codes is None or encoder is None:
         wanted = [(GENERATOR, generator), (REFINED_CODES, codes), (ENCODER, encoder)]
-        names = _join([f for f, got in wanted if got is None])
+        names = join_words([f for f, got in wanted if got is None])
         reason = hub.reason(list(hub.failures))
         url = _tree_url(hub.repo_id, hub.revision, parent.rstrip("/"))
         if home is None:
@@ -335,17 +196,17 @@ def _from_hub(hub: Hub, prefix: str, name: str, home: Path | None) -> StylePackF
         if generator is None:
             missing.append((GENERATOR, home))
         if codes is None:
-            missing.append((_CODES_WANTED, home))
+            missing.append((CODES_WANTED, home))
         if encoder is None:
             missing.append((ENCODER, home.parent))
         verb = "find" if hub.asked_local_only else "download"
         raise StylePackError(f"Could not {verb} {names} of style {name!r}: {reason}. "
-                             f"Put {_placement(missing)} — they are at {url}.")
+                             f"Put {placement(missing)} — they are at {url}.")
 
-    sampler = (_first(home / SAMPLER) if home is not None else None) or hub.cached(prefix + SAMPLER)
-    wplus = ((_shared(home, ENCODER_WPLUS) if home is not None else None)
+    sampler = (first_file(home / SAMPLER) if home is not None else None) or hub.cached(prefix + SAMPLER)
+    wplus = ((shared_file(home, ENCODER_WPLUS) if home is not None else None)
              or hub.cached(parent + ENCODER_WPLUS) or hub.cached(prefix + ENCODER_WPLUS))
-    instyle = (_first(home / INSTYLE_CODES) if home is not None else None) or hub.cached(prefix + INSTYLE_CODES)
+    instyle = (first_file(home / INSTYLE_CODES) if home is not None else None) or hub.cached(prefix + INSTYLE_CODES)
     return StylePackFiles(name=name, generator=generator, codes=codes, sampler=sampler, encoder=encoder,
                           encoder_wplus=wplus, folder=generator.parent, instyle_codes=instyle, source="hub",
                           repo_id=hub.repo_id, revision=hub.revision, commit=_commit_of(generator) or hub.commit)
@@ -372,57 +233,66 @@ def resolve_style_pack(name_or_path: str | os.PathLike, *, revision: str = HUB_R
     if not arg:
         raise _unknown_style(arg)
     local_only = local_files_only or not download
+    official = official_styles()
 
     def hub(repo_id: str = HUB_REPO) -> Hub:
         return Hub(repo_id, revision, cache_dir, local_only, force_download)
 
     # (1) a local folder
-    folder = _local_folder(arg)
+    folder = local_style_folder(arg, list(official))
     if folder is not None:
         files = _from_folder(folder, folder.name, "local", hub())
-        _optional(files, need_sampler, need_wplus, None, drive=False)
+        require_optional(files, need_sampler, need_wplus, None, drive=False)
         return files
 
-    style = arg.lower() if arg.lower() in KNOWN_STYLES else arg
-    home = _models_dir() / style if "/" not in style else None
+    style = arg.lower() if arg.lower() in official else arg
+    home = models_dir() / style if "/" not in style else None
     # (2) a pack under models_home()
     if home is not None and (home / GENERATOR).is_file():
         files = _from_folder(home, style, "home", hub())
-        _optional(files, need_sampler, need_wplus, home, drive=style in KNOWN_STYLES)
+        require_optional(files, need_sampler, need_wplus, home, drive=style in official)
         return files
 
     # (3) an official style
-    if style in KNOWN_STYLES:
-        if KNOWN_STYLES[style] == "drive":
-            missing = [(GENERATOR, home)]
-            if _first(home / REFINED_CODES, home / CODES) is None:
-                missing.append((CODES, home))
-            if _shared(home, ENCODER) is None:
-                missing.append((ENCODER, home.parent))
-            if need_sampler and _first(home / SAMPLER) is None:
-                missing.append((SAMPLER, home))
-            if need_wplus and _shared(home, ENCODER_WPLUS) is None:
-                missing.append((ENCODER_WPLUS, home.parent))
-            raise StylePackError(_drive_sentence(f"Style {style!r} is", missing))
+    if official.get(style) == "drive":
+        raise _drive_only(style, home, need_sampler, need_wplus)
+    if official.get(style) == "hub":
         files = _from_hub(hub(), f"models/{style}/", style, home)
-        _optional(files, need_sampler, need_wplus, home, drive=True)
+        require_optional(files, need_sampler, need_wplus, home, drive=True)
         return files
 
     if home is not None and home.is_dir():
-        raise StylePackError(f"The style pack {home} is incomplete: put {GENERATOR} and {_CODES_WANTED} in "
+        raise StylePackError(f"The style pack {home} is incomplete: put {GENERATOR} and {CODES_WANTED} in "
                              f"{home}{os.sep} and {ENCODER} in {home.parent}{os.sep}.")
     # (4) a Hub repo id
     if "/" not in arg or not _HUB_ID.match(arg):
         raise _unknown_style(arg)
     owner, repo, *rest = arg.split("/")
-    repo_id = f"{owner}/{repo}"
-    if repo_id == HUB_REPO and len(rest) == 1 and rest[0].lower() in KNOWN_STYLES:
+    if f"{owner}/{repo}" == HUB_REPO and len(rest) == 1 and rest[0].lower() in official:
         return resolve_style_pack(rest[0].lower(), revision=revision, cache_dir=cache_dir,
                                   local_files_only=local_files_only, need_sampler=need_sampler,
                                   need_wplus=need_wplus, download=download, force_download=force_download)
+    return _from_repo_id(hub(f"{owner}/{repo}"), rest, need_sampler, need_wplus)
+
+
+def _drive_only(style: str, home: Path, need_sampler: bool, need_wplus: bool) -> StylePackError:
+    """A Google-Drive-only style without a local pack: which files to download and where to put them."""
+    missing = [(GENERATOR, home)]
+    if first_file(home / REFINED_CODES, home / CODES) is None:
+        missing.append((CODES, home))
+    if shared_file(home, ENCODER) is None:
+        missing.append((ENCODER, home.parent))
+    if need_sampler and first_file(home / SAMPLER) is None:
+        missing.append((SAMPLER, home))
+    if need_wplus and shared_file(home, ENCODER_WPLUS) is None:
+        missing.append((ENCODER_WPLUS, home.parent))
+    return StylePackError(drive_sentence(f"Style {style!r} is", missing))
+
+
+def _from_repo_id(h: Hub, rest: list[str], need_sampler: bool, need_wplus: bool) -> StylePackFiles:
+    """A pack in any Hub repo: at its root (``rest`` empty), in ``models/<style>/`` or in ``<folder>/<style>/``."""
     prefix = "/".join((["models"] if len(rest) == 1 else []) + rest + [""]) if rest else ""
-    h = hub(repo_id)
-    files = _from_hub(h, prefix, rest[-1] if rest else repo, None)
+    files = _from_hub(h, prefix, rest[-1] if rest else h.repo_id.split("/")[1], None)
     parent = _parent_prefix(prefix)
     if need_sampler and files.sampler is None:
         files.sampler = h.get(prefix + SAMPLER)
@@ -431,33 +301,9 @@ def resolve_style_pack(name_or_path: str | os.PathLike, *, revision: str = HUB_R
     lacking = [f for f, got in ((SAMPLER, files.sampler), (ENCODER_WPLUS, files.encoder_wplus))
                if got is None and (f == SAMPLER and need_sampler or f == ENCODER_WPLUS and need_wplus)]
     if lacking:
-        raise StylePackError(f"Could not download {_join(lacking)} from {repo_id}/{prefix}: "
+        raise StylePackError(f"Could not download {join_words(lacking)} from {h.repo_id}/{prefix}: "
                              f"{h.reason([prefix + SAMPLER, parent + ENCODER_WPLUS, prefix + ENCODER_WPLUS])}.")
     return files
-
-
-# ----------------------------------------------------------------------------------------- verification
-def verify_style_pack(files: StylePackFiles) -> None:
-    """Read every file of the pack once (no code executed); a damaged file → StylePackError naming it."""
-    from .checkpoints import load_code_bank, load_torch_file
-
-    checks = [(files.generator, load_torch_file), (files.codes, load_code_bank), (files.encoder, load_torch_file),
-              (files.sampler, load_torch_file), (files.encoder_wplus, load_torch_file),
-              (files.instyle_codes, load_code_bank)]
-    for path, load in checks:
-        if path is None:
-            continue
-        try:
-            load(path)
-        except Exception as exc:  # noqa: BLE001 - CheckpointError, but also truncated zips, EOF, pickle errors
-            path = Path(path)
-            real = path.resolve()
-            where = f"{path} (the Hugging Face cache file {real})" if real != path.absolute() else str(path)
-            again = (f"download it again (dualstylegan download {files.name})" if files.source == "hub"
-                     else "put a fresh copy there")
-            why = str(exc).strip().rstrip(".") or type(exc).__name__
-            raise StylePackError(f"{path.name} of style {files.name!r} cannot be read ({why}): delete {where} and "
-                                 f"{again}.") from exc
 
 
 def download_style(name: str, *, revision: str = HUB_REVISION, cache_dir=None, need_sampler: bool = False,
@@ -479,25 +325,26 @@ def list_styles(*, revision: str = HUB_REVISION, cache_dir=None) -> list[dict]:
     ``files`` (file name → path or None), ``present`` (names of the files present) and ``ready`` (generator,
     codes and encoder all present).
     """
-    models = _models_dir()
-    names = list(KNOWN_STYLES)
+    models = models_dir()
+    official = official_styles()
+    names = list(official)
     if models.is_dir():
-        names += sorted(p.name for p in models.iterdir() if p.is_dir() and p.name not in KNOWN_STYLES
+        names += sorted(p.name for p in models.iterdir() if p.is_dir() and p.name not in official
                         and (p / GENERATOR).is_file())
     out = []
     for name in names:
-        published = KNOWN_STYLES.get(name, "local")
+        published = official.get(name, "local")
         home = models / name
         hub = Hub(HUB_REPO, revision, cache_dir, True) if published == "hub" else None
         prefix = f"models/{name}/"
         found: dict[str, Path | None] = {
-            GENERATOR: _first(home / GENERATOR) or (hub and hub.cached(prefix + GENERATOR)),
-            REFINED_CODES: _first(home / REFINED_CODES) or (hub and hub.cached(prefix + REFINED_CODES)),
-            CODES: _first(home / CODES) or (hub and hub.cached(prefix + CODES)),
-            SAMPLER: _first(home / SAMPLER),
-            ENCODER: _shared(home, ENCODER) or (hub and hub.cached(f"models/{ENCODER}")),
-            ENCODER_WPLUS: _shared(home, ENCODER_WPLUS),
-            INSTYLE_CODES: _first(home / INSTYLE_CODES),
+            GENERATOR: first_file(home / GENERATOR) or (hub and hub.cached(prefix + GENERATOR)),
+            REFINED_CODES: first_file(home / REFINED_CODES) or (hub and hub.cached(prefix + REFINED_CODES)),
+            CODES: first_file(home / CODES) or (hub and hub.cached(prefix + CODES)),
+            SAMPLER: first_file(home / SAMPLER),
+            ENCODER: shared_file(home, ENCODER) or (hub and hub.cached(f"models/{ENCODER}")),
+            ENCODER_WPLUS: shared_file(home, ENCODER_WPLUS),
+            INSTYLE_CODES: first_file(home / INSTYLE_CODES),
         }
         found = {k: (v or None) for k, v in found.items()}
         out.append({
@@ -509,3 +356,10 @@ def list_styles(*, revision: str = HUB_REVISION, cache_dir=None) -> list[dict]:
             "ready": bool(found[GENERATOR] and (found[REFINED_CODES] or found[CODES]) and found[ENCODER]),
         })
     return out
+
+
+__all__ = [
+    "CODES", "ENCODER", "ENCODER_WPLUS", "GENERATOR", "HUB_REPO", "HUB_REVISION", "INSTYLE_CODES", "PACK_FILES",
+    "PROJECT_URL", "REFINED_CODES", "SAMPLER", "Hub", "StylePackError", "StylePackFiles", "download_style",
+    "list_styles", "models_home", "official_styles", "resolve_style_pack", "verify_style_pack",
+]
