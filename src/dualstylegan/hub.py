@@ -147,8 +147,8 @@ def _from_folder(folder: Path, name: str, source: str, hub: Hub) -> StylePackFil
         raise StylePackError(f"The style pack {folder} is incomplete: put {placement(missing)}{extra}.")
     return StylePackFiles(
         name=name, generator=folder / GENERATOR, codes=codes, sampler=first_file(folder / SAMPLER), encoder=encoder,
-        encoder_wplus=shared_file(folder, ENCODER_WPLUS), folder=folder, instyle_codes=first_file(folder / INSTYLE_CODES),
-        source=source)
+        encoder_wplus=shared_file(folder, ENCODER_WPLUS), folder=folder,
+        instyle_codes=first_file(folder / INSTYLE_CODES), source=source)
 
 
 def _parent_prefix(prefix: str) -> str:

@@ -1,4 +1,5 @@
-"""Every loss of the reference training (SPEC.md §6, §7), as plain functions and small modules.
+"""Every loss of the reference training (paper §3.1, §3.3, §3.4; the reference's training scripts), as plain
+functions and small modules.
 
 Feature networks are arguments, never loaded here: :class:`~dualstylegan.nets.perceptual.VGG19Features` for the
 perceptual, feature-matching and contextual losses, :class:`~dualstylegan.nets.encoder.IdentityNet` (IR-SE50) for
@@ -101,7 +102,7 @@ def g_path_regularize(fake_img: torch.Tensor, latents: torch.Tensor, mean_path_l
 # Identity loss (ArcFace IR-SE50)
 
 class IdentityLoss(nn.Module):
-    """ID loss (SPEC.md §6) [criteria/id_loss.py]: mean over samples of 1 − ⟨f(ŷ), f(y)⟩.
+    """ID loss (paper §3.3, λ_ID) [criteria/id_loss.py]: mean over samples of 1 − ⟨f(ŷ), f(y)⟩.
 
     f: the image, adaptive-average-pooled to 256² unless it is 256² already, cropped to rows 35:223, columns
     32:220 (the face), average-pooled to the net's input size (112²), through ``id_net`` (whose embeddings are
@@ -168,7 +169,7 @@ def perceptual_l1(feats_x: Sequence[torch.Tensor], feats_y: Sequence[torch.Tenso
 
 
 class PerceptualLoss(nn.Module):
-    """The reference's VGG L1 loss: Σᵢ wᵢ · L1(φᵢ(x), φᵢ(y)) on relu1_1 … relu5_1 of ``vgg`` (SPEC.md §7).
+    """The reference's VGG L1 loss: Σᵢ wᵢ · L1(φᵢ(x), φᵢ(y)) on relu1_1 … relu5_1 of ``vgg`` [model/vgg.py].
 
     Stage II uses :data:`STAGE2_VGG_WEIGHTS` (0.5, 0.5, 0.5, 0, 0), stage III's paired steps
     :data:`STAGE3_VGG_WEIGHTS` (0, 0.5, 1, 0, 0). VGG runs only as deep as the last positive weight; y is the
@@ -252,7 +253,7 @@ def feature_matching(feats_x: Sequence[torch.Tensor], feats_y: Sequence[torch.Te
 
 
 class FeatureMatchingLoss(nn.Module):
-    """Stage III's feature-matching loss (SPEC.md §7 "FM 0.25"), [finetune_dualstylegan.py]:
+    """Stage III's feature-matching loss (paper §3.3, weight 0.25) [finetune_dualstylegan.py]:
     MSE(GAP(relu2_1(x)), GAP(relu2_1(y))) + MSE(GAP(relu3_1(x)), GAP(relu3_1(y))), GAP = global average pool.
     y is the target (no gradient); x and y may differ in size. The 0.25 weight is the caller's."""
 
@@ -275,7 +276,7 @@ class FeatureMatchingLoss(nn.Module):
 
 def modres_l2(model: nn.Module) -> torch.Tensor:
     """Σ_p ‖p‖₂ over the parameters of the extrinsic path ``model.res`` (the Frobenius norm of each tensor, not
-    squared) — stage III's λ_reg · Σ‖p‖ (SPEC.md §7). ``model``: a DualStyleGAN (a DDP wrapper's ``.module`` is
+    squared) — stage III's λ_reg · Σ‖p‖ (paper §3.3, Eq. 5). ``model``: a DualStyleGAN (a DDP wrapper's ``.module`` is
     used) or the ``res`` ModuleList itself. The gradient at an all-zero tensor is 0."""
     net = getattr(model, "module", model)
     res = getattr(net, "res", net)
@@ -286,7 +287,7 @@ def modres_l2(model: nn.Module) -> torch.Tensor:
 
 
 def latent_std_regularizer(z_plus: torch.Tensor) -> torch.Tensor:
-    """Destylization's code regulariser "mean std over the 18 rows" (SPEC.md §7) [destylize.py ``Lreg``]:
+    """Destylization's code regulariser, the mean std over the 18 rows (paper §3.1) [destylize.py ``Lreg``]:
     ``z_plus.std(dim=1).mean()`` — the (unbiased) standard deviation across the L rows of a (B, L, 512) Z+ code,
     averaged over samples and channels. It pulls the rows toward one shared z (a plain Z-space code)."""
     if z_plus.ndim != 3:

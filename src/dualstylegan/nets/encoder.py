@@ -1,4 +1,5 @@
-"""The pSp encoder and the IR-SE50 identity network (SPEC.md §4, §6).
+"""The pSp encoder and the IR-SE50 identity network (the reference's ``model/encoder/psp.py``,
+``model/encoder/encoders/psp_encoders.py`` and ``model/encoder/encoders/model_irse.py``).
 
 * :class:`GradualStyleEncoder` — pSp's feature-pyramid encoder (Richardson et al. 2021) over an IR-SE50 body:
   a face at 256² → one 512-d code per style row. DualStyleGAN uses it to get the **intrinsic** style code of a
@@ -126,7 +127,8 @@ class bottleneck_IR(nn.Module):  # noqa: N801 (the official class name)
 
 
 class bottleneck_IR_SE(bottleneck_IR):  # noqa: N801 (the official class name)
-    """IR-SE unit (SPEC.md §4): the IR residual followed by squeeze-and-excitation (reduction 16)."""
+    """IR-SE unit (``model_irse.py``'s ``bottleneck_IR_SE``): the IR residual, then squeeze-and-excitation
+    (reduction 16)."""
 
     se = True
 
@@ -179,7 +181,7 @@ class IdentityNetConfig(NetConfig):
 
 
 class IdentityNet(nn.Module):
-    """Face → L2-normalised 512-d identity embedding (SPEC.md §6, the ID loss's feature net).
+    """Face → L2-normalised 512-d identity embedding (``model_irse.py``'s ``Backbone``, the ID loss's feature net).
 
     Input: a face crop at ``input_size``² in [−1, 1] (the ID loss crops [35:223, 32:220] of a 256² image and
     average-pools it to 112²). Keys ``input_layer.*``, ``output_layer.*``, ``body.*`` as in ``model_ir_se50.pth``.
@@ -246,7 +248,7 @@ def _upsample_add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 class GradualStyleEncoder(nn.Module):
-    """pSp's encoder (SPEC.md §4): image (B, input_nc, 256, 256) in [−1, 1] → codes (B, n_styles, 512).
+    """pSp's encoder (``psp_encoders.py``): image (B, input_nc, 256, 256) in [−1, 1] → codes (B, n_styles, 512).
 
     Feature taps at the end of stages 2, 3, 4 (c1 64², c2 32², c3 16²); a feature pyramid p2 = up(c3) +
     latlayer1(c2), p1 = up(p2) + latlayer2(c1). Rows [0, 3) come from c3 ("coarse"), [3, 7) from p2 ("middle"),
@@ -402,7 +404,7 @@ def build_encoder(config: EncoderConfig) -> nn.Module:
 
 
 class PSPEncoder(nn.Module):
-    """Encodes a face into its intrinsic style code (the encoder part of pSp; SPEC.md §4).
+    """Encodes a face into its intrinsic style code (the encoder part of pSp, ``model/encoder/psp.py``).
 
     ``forward(x)``: x (B, input_nc, H, W) in [−1, 1], average-pooled to 256² when needed → codes
     (B, n_styles, 512) (or (B, 512) for ``BackboneEncoderUsingLastLayerIntoW``), plus ``latent_avg`` when

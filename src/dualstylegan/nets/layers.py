@@ -1,4 +1,5 @@
-"""StyleGAN2 building blocks (SPEC.md §1), with the attribute names of the official checkpoints."""
+"""StyleGAN2 building blocks with the attribute names of the official checkpoints (the reference's
+``model/stylegan/model.py``, from rosinality's stylegan2-pytorch ``model.py``)."""
 from __future__ import annotations
 
 import math
@@ -106,7 +107,7 @@ class Upsample(nn.Module):
 
 
 class ModulatedConv2d(nn.Module):
-    """Style-modulated (and demodulated) convolution, SPEC.md §1."""
+    """Style-modulated (and demodulated) convolution (``ModulatedConv2d`` of ``model/stylegan/model.py``)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, style_dim: int,
                  demodulate: bool = True, upsample: bool = False, downsample: bool = False,

@@ -1,4 +1,5 @@
-"""Feature nets for the losses (SPEC.md §6): VGG19 features and LPIPS (net-lin, VGG16, v0.1).
+"""Feature nets for the losses: VGG19 features (the reference's ``model/vgg.py``) and LPIPS (lpips' net-lin, VGG16,
+v0.1).
 
 No weights ship with the package: the constructors build random VGG weights, and ``load_state_dict`` takes the
 official key names — torchvision's ``vgg19`` / ``vgg16`` state dicts (``features.*``; ``classifier.*`` is
@@ -159,7 +160,8 @@ _LPIPS_LINS = re.compile(r"^lins\.(\d+)\.(.*)$")
 
 class LPIPS(nn.Module):
     """LPIPS "net-lin" with a VGG16 backbone (Zhang et al. 2018, v0.1), the reconstruction loss of
-    destylization and code refinement (SPEC.md §6, §7).
+    facial destylization (paper §3.1, the reference's ``destylize.py``) and code refinement (§3.4,
+    ``refine_exstyle.py``).
 
     ``forward(x, y)``: images (B, 3, H, W) in [−1, 1] → distance (B,) (``keepdim=True``: (B, 1, 1, 1), the lpips
     package's shape). Per layer: unit-normalise the features along channels, square the difference, weight the

@@ -1,4 +1,4 @@
-"""StyleGAN2 generator and discriminator: the intrinsic style path of DualStyleGAN (paper §3.1).
+"""StyleGAN2 generator and discriminator: the intrinsic style path of DualStyleGAN (paper §3).
 
 Module tree and state-dict keys of rosinality's stylegan2-pytorch ``model.py`` (the reference's
 ``model/stylegan/model.py``), so the official checkpoints load unchanged.
