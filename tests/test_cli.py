@@ -21,7 +21,8 @@ from conftest import needs_dlib
 
 from dualstylegan import cli
 from dualstylegan.codes import CodeBank
-from dualstylegan.images import load_image, make_grid, to_image, to_tensor
+from dualstylegan.faces import prepare_face
+from dualstylegan.images import center_square, load_image, make_grid, to_image, to_tensor
 
 STYLE = "tiny"  # the tiny pack's style name (conftest.build_tiny_pack)
 W18 = [round(i / 17, 4) for i in range(18)]  # a full per-layer weight vector: always 18 long, like the paper's
@@ -69,10 +70,14 @@ def pixels(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
+def face(img: Image.Image | Path):
+    """The face the pipeline gets from a photo that is already a face crop (--no-align): faces.prepare_face."""
+    return to_tensor(prepare_face(img, align=False)[0].image)
+
+
 def library(pipe, img: Image.Image | Path, exemplar=1, **kw) -> np.ndarray:
     """What the library makes of a photo (already aligned): the CLI must write exactly this."""
-    img = load_image(img) if isinstance(img, Path) else img
-    return pixels(to_image(pipe.transfer(to_tensor(img), exemplar, **kw).image))
+    return pixels(to_image(pipe.transfer(face(img), exemplar, **kw).image))
 
 
 def smooth_photo(path: Path, size=(64, 64), seed=0) -> Path:
@@ -144,7 +149,7 @@ def test_style_id_and_exemplar_image(capsys, tiny_pack, pipe, photo, tmp_path):
     exemplar = smooth_photo(tmp_path / "painting.png", seed=9)
     rc, _, err = transfer(capsys, tiny_pack, photo, "--exemplar", exemplar, out=tmp_path / "b")
     assert rc == 0 and err == ""
-    expect = library(pipe, photo, to_tensor(load_image(exemplar)))
+    expect = library(pipe, photo, face(exemplar))
     np.testing.assert_array_equal(pixels(Image.open(tmp_path / "b" / f"face_{STYLE}_painting.png")), expect)
 
 
@@ -230,7 +235,8 @@ def _exif_rotated(d: Path):
     Image.open(d / "src.png").save(d / "phone.jpg", exif=exif.tobytes(), quality=95)
     with Image.open(d / "phone.jpg") as im:  # as stored: 64 × 40
         stored = im.convert("RGB")
-    return d / "phone.jpg", stored.transpose(Image.Transpose.ROTATE_270)  # 40 × 64, as it is meant to be seen
+    upright = stored.transpose(Image.Transpose.ROTATE_270)  # 40 × 64, as it is meant to be seen
+    return d / "phone.jpg", Image.fromarray(np.asarray(upright))  # without the file's orientation tag
 
 
 def _animated(d: Path):
@@ -256,7 +262,8 @@ def test_exif_rotation_and_first_frame_matter(capsys, tiny_pack, pipe, tmp_path)
     path, upright = _exif_rotated(tmp_path)
     assert upright.size == (40, 64) and load_image(path).size == (40, 64)
     with Image.open(path) as im:
-        assert not np.array_equal(library(pipe, upright, 0), library(pipe, im.convert("RGB"), 0))
+        as_stored = Image.fromarray(np.asarray(im.convert("RGB")))  # without its orientation tag
+        assert not np.array_equal(library(pipe, upright, 0), library(pipe, as_stored, 0))
     gif, first = _animated(tmp_path)
     with Image.open(gif) as im:
         im.seek(1)
@@ -288,13 +295,12 @@ def test_no_face_is_one_sentence(capsys, tiny_pack, tmp_path):
     (["--structure", "1.5"], "between 0 and 1"),
     (["--color", "-0.1"], "between 0 and 1"),
     (["--weights", *["0.5"] * 18, "--structure", "0.5"], "either"),
-    (["--paste-back"], "--paste-back needs face alignment"),
     (["--dtype", "float16"], "float16"),
     (["--exemplar", "nowhere.png"], "does not exist"),
     (["--exemplar", "nowhere.png", "--style-id", "1"], "either --style-id or --exemplar"),
     (["--truncation", "nan"], "truncation must be a finite number"),
 ], ids=["style-id", "negative-style-id", "weights-length", "weight-value", "structure-value", "color-value",
-        "weights-and-structure", "paste-back-without-alignment", "float16-on-cpu", "missing-exemplar",
+        "weights-and-structure", "float16-on-cpu", "missing-exemplar",
         "style-id-and-exemplar", "nan-truncation"])
 def test_fatal_problem_is_one_sentence(capsys, tiny_pack, photo, tmp_path, options, words):
     rc, out, err = transfer(capsys, tiny_pack, photo, *options, out=tmp_path / "out")
@@ -441,7 +447,7 @@ def test_overview(capsys, tiny_pack, pipe, photo, tmp_path):
     assert files_in(tmp_path / "out") == [f"face_{STYLE}_002.png", f"face_{STYLE}_002_overview.png"]
     grid = Image.open(tmp_path / "out" / f"face_{STYLE}_002_overview.png")
     assert grid.size == (4 * 258 + 2, 258 + 2)  # content | reconstruction | exemplar | result, 256² cells
-    r = pipe.transfer(to_tensor(load_image(photo)), 2, reconstruct=True)
+    r = pipe.transfer(face(photo), 2, reconstruct=True)
     expect = make_grid([r.content, r.reconstruction, pipe.render_exemplar(2), r.image], nrow=4, size=256)
     np.testing.assert_array_equal(pixels(grid), pixels(expect))
     result_cell = grid.crop((2 + 3 * 258, 2, 2 + 3 * 258 + 256, 258))
@@ -464,6 +470,50 @@ def test_paste_back_on_a_photo(capsys, tiny_pack, tmp_path):
     a, b = pixels(pasted).astype(int), pixels(original).astype(int)
     assert np.array_equal(a[:40, :40], b[:40, :40]) and np.array_equal(a[-40:, -40:], b[-40:, -40:])
     assert np.abs(a[100:180, 180:260] - b[100:180, 180:260]).mean() > 5  # the face is replaced
+
+
+def test_no_align_takes_the_centred_square(capsys, tiny_pack, pipe, tmp_path):
+    """--no-align: a non-square photo's largest centred square (faces.prepare_face), as the web app takes it."""
+    wide = Image.open(smooth_photo(tmp_path / "wide.png", size=(96, 64), seed=4))
+    rc, _, err = transfer(capsys, tiny_pack, tmp_path / "wide.png", out=tmp_path / "out")
+    assert rc == 0 and err == ""
+    written = pixels(Image.open(tmp_path / "out" / f"wide_{STYLE}_000.png"))
+    square = wide.crop((16, 0, 80, 64))
+    np.testing.assert_array_equal(written, library(pipe, square, 0))
+    np.testing.assert_array_equal(np.asarray(prepare_face(wide, align=False)[0].image),
+                                  np.asarray(center_square(square, 256)))
+    assert not np.array_equal(written, library(pipe, wide.resize((64, 64)), 0))  # not squashed
+
+
+def test_paste_back_without_alignment(capsys, tiny_pack, pipe, tmp_path):
+    """--paste-back --no-align: the stylised centred square goes back where it was; the sides are untouched."""
+    path = smooth_photo(tmp_path / "wide.png", size=(96, 64), seed=4)
+    rc, _, err = transfer(capsys, tiny_pack, path, "--paste-back", out=tmp_path / "out")
+    assert rc == 0 and err == ""
+    assert files_in(tmp_path / "out") == [f"wide_{STYLE}_000.png", f"wide_{STYLE}_000_pasted.png"]
+    pasted = pixels(Image.open(tmp_path / "out" / f"wide_{STYLE}_000_pasted.png")).astype(int)
+    original = pixels(Image.open(path)).astype(int)
+    assert pasted.shape == original.shape
+    assert np.array_equal(pasted[:, :16], original[:, :16]) and np.array_equal(pasted[:, 80:], original[:, 80:])
+    portrait = pixels(Image.open(tmp_path / "out" / f"wide_{STYLE}_000.png")).astype(int)
+    assert np.abs(pasted[16:48, 32:64] - portrait[16:48, 16:48]).mean() < 3  # the middle is the portrait
+
+
+def test_a_bug_is_one_line_that_points_to_debug(capsys, tiny_pack, photo, tmp_path, monkeypatch):
+    """Not the user's error: the sentence and how to see the traceback, exit 1; --debug raises it."""
+    from dualstylegan.pipeline import StyleTransferPipeline
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(StyleTransferPipeline, "transfer", broken)
+    rc, out, err = transfer(capsys, tiny_pack, photo, out=tmp_path / "out")
+    assert rc == 1 and out == ""
+    assert one_line(err) == ("error: division by zero (an unexpected ZeroDivisionError: rerun with --debug for the "
+                             "traceback)")
+    with pytest.raises(ZeroDivisionError):
+        cli.main(["transfer", str(photo), "--no-align", "--style", str(tiny_pack), "--device", "cpu",
+                  "-o", str(tmp_path / "out"), "--debug"])
 
 
 # ------------------------------------------------------------------------------------------------ other verbs
@@ -505,7 +555,7 @@ def test_blend(capsys, tiny_pack, pipe, photo, tmp_path):
     assert rc == 0 and err == "" and "3 frame(s)" in out
     stem = f"face_{STYLE}_blend"
     assert files_in(tmp_path / "out") == [f"{stem}.gif"] + [f"{stem}_{i:03d}.png" for i in range(3)]
-    expect = pipe.blend(to_tensor(load_image(photo)), 0, 2, steps=3)
+    expect = pipe.blend(face(photo), 0, 2, steps=3)
     for i, frame in enumerate(expect):
         np.testing.assert_array_equal(pixels(Image.open(tmp_path / "out" / f"{stem}_{i:03d}.png")),
                                       pixels(to_image(frame)))
@@ -522,7 +572,7 @@ def test_blend(capsys, tiny_pack, pipe, photo, tmp_path):
 
 
 def test_styles_lists_known_and_local_packs(capsys, tiny_pack, tmp_path, monkeypatch):
-    from dualstylegan.hub import KNOWN_STYLES
+    from dualstylegan.styles import style_names
 
     probes = []
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: probes.append(a) and None)
@@ -532,7 +582,7 @@ def test_styles_lists_known_and_local_packs(capsys, tiny_pack, tmp_path, monkeyp
     rc, out, err = run(capsys, "styles")
     assert rc == 0 and err == ""
     rows = {line.split()[0]: line.split(None, 2)[1:] for line in out.splitlines()}
-    assert list(rows) == [*KNOWN_STYLES, STYLE]
+    assert list(rows) == [*style_names(), STYLE]
     assert rows["cartoon"] == ["hub", "nothing downloaded"] and rows["fantasy"] == ["drive", "nothing downloaded"]
     assert rows[STYLE][0] == "local" and "generator.pt" in rows[STYLE][1] and "sampler.pt" in rows[STYLE][1]
     assert probes  # the Hub cache was looked at (no download: the autouse fixture checks)
