@@ -46,8 +46,9 @@ def test_gradio_missing_is_one_sentence(monkeypatch):
     from dualstylegan import web
 
     monkeypatch.setitem(sys.modules, "gradio", None)  # `import gradio` raises ImportError
+    app = web.StyleApp({"tiny": None})  # the app object itself needs no Gradio
     with pytest.raises(web.WebError, match=r"pip install 'dualstylegan\[web\]'"):
-        web.build_app({})
+        web.launch(app)
 
 
 def test_weights_text_and_upload_limit(tmp_path):
@@ -63,21 +64,21 @@ def test_weights_text_and_upload_limit(tmp_path):
     big = tmp_path / "big.png"
     big.write_bytes(b"\0" * (2 * 2**20))
     with pytest.raises(web.WebError, match=r"the photo is 2\.0 MB; the limit is 1 MB"):
-        web._Faces(max_upload_mb=1).get(str(big), "photo", align=False)
+        web.FaceCache(max_upload_mb=1).get(str(big), "photo", align=False)
     with pytest.raises(web.WebError, match="upload a photo first"):
-        web._Faces(max_upload_mb=1).get(None, "photo", align=False)
+        web.FaceCache(max_upload_mb=1).get(None, "photo", align=False)
     with pytest.raises(web.WebError, match="upload an exemplar first"):
-        web._Faces(max_upload_mb=1).get("", "exemplar", align=False)
+        web.FaceCache(max_upload_mb=1).get("", "exemplar", align=False)
 
 
 def test_no_face_is_one_sentence(photos):
     from dualstylegan import web
 
     good, _ = photos  # gradients: no face for dlib (or no dlib: how to install it)
-    with pytest.raises(web.WebError, match=r"^the photo: .*(face|dlib)"):
-        web._Faces(max_upload_mb=10).get(str(good), "photo", align=True)
-    face = web._Faces(max_upload_mb=10).get(str(good), "photo", align=False)
-    assert face.size == (256, 256)
+    with pytest.raises(web.WebError, match=r"^the photo: .*(face|dlib).*untick 'Align the face'"):
+        web.FaceCache(max_upload_mb=10).get(str(good), "photo", align=True)
+    face = web.FaceCache(max_upload_mb=10).get(str(good), "photo", align=False)
+    assert face.size == (256, 256) and np.array_equal(np.asarray(face), np.asarray(Image.open(good)))
 
 
 def test_photo_is_aligned_like_ffhq(tmp_path):
@@ -92,11 +93,11 @@ def test_photo_is_aligned_like_ffhq(tmp_path):
         pytest.skip(str(e))
     photo = tmp_path / "astronaut.jpg"
     Image.fromarray(data.astronaut()).save(photo, quality=95)
-    face = web._Faces(max_upload_mb=10).get(str(photo), "photo", align=True)
-    expect = faces.align(load_image(photo), output_size=web.FACE_SIZE)[0].image
-    assert face.size == (web.FACE_SIZE, web.FACE_SIZE)
+    face = web.FaceCache(max_upload_mb=10).get(str(photo), "photo", align=True)
+    expect = faces.align(load_image(photo), output_size=faces.FACE_SIZE)[0].image
+    assert face.size == (faces.FACE_SIZE, faces.FACE_SIZE) == (256, 256)
     assert np.array_equal(np.asarray(face), np.asarray(expect))
-    assert not np.array_equal(np.asarray(face), np.asarray(center_square(load_image(photo), web.FACE_SIZE)))
+    assert not np.array_equal(np.asarray(face), np.asarray(center_square(load_image(photo), faces.FACE_SIZE)))
 
 
 def test_result_files_are_temporary():
@@ -105,7 +106,7 @@ def test_result_files_are_temporary():
 
     from dualstylegan import web
 
-    outputs = web._Outputs(max_age_s=60)
+    outputs = web.ResultFiles(max_age_s=60)
     folder = outputs.folder
     old = Path(outputs.png(Image.new("RGB", (8, 8)), "my photo.png"))
     assert old.is_file() and old.parent.parent == folder and old.name == "my_photo.png"
@@ -149,9 +150,9 @@ def test_model_calls_wait_in_the_queue(tiny_pipeline, limit):
                     self.running -= 1
 
     slow = Slow(tiny_pipeline)
-    demo = web.build_app({"tiny": slow}, align=False, max_concurrency=limit)
     port = _free_port()
-    web.launch(demo, port=port, block=False, quiet=True)
+    demo = web.launch(web.StyleApp({"tiny": slow}, align=False, max_concurrency=limit), port=port, block=False,
+                      quiet=True)
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         jobs = [client.submit("tiny", 1, seed, False, False, False, 0.5, api_name="/run_random") for seed in range(3)]
@@ -197,11 +198,13 @@ def test_cli_web_verb_serves_the_given_pack(tiny_pack, monkeypatch):
     from dualstylegan import cli, web
 
     launched = {}
-    monkeypatch.setattr(web, "launch", lambda demo, **kw: launched.update(kw, demo=demo))
+    monkeypatch.setattr(web, "launch", lambda app, **kw: launched.update(kw, app=app))
     assert cli.main(["web", "--style", str(tiny_pack), "--port", "7999", "--no-align", "--max-upload-mb", "3",
                      "--device", "cpu"]) == 0
-    assert launched["port"] == 7999 and launched["host"] == "127.0.0.1" and launched["max_upload_mb"] == 3
-    pipes = launched["demo"].dualstylegan_pipelines
+    app = launched["app"]
+    assert launched["port"] == 7999 and launched["host"] == "127.0.0.1"
+    assert isinstance(app, web.StyleApp) and app.max_upload_mb == 3 and app.align is False
+    pipes = app.pipelines
     assert pipes.names == [str(tiny_pack)]
     assert pipes.get(str(tiny_pack)).encoder_wplus is not None  # loaded eagerly, with the W+ encoder
 
@@ -225,9 +228,9 @@ def browser():
 def app_url(tiny_pipeline):
     from dualstylegan import web
 
-    demo = web.build_app({"tiny": tiny_pipeline}, align=False, max_upload_mb=1)
     port = _free_port()
-    web.launch(demo, port=port, block=False, quiet=True)
+    demo = web.launch(web.StyleApp({"tiny": tiny_pipeline}, align=False, max_upload_mb=1), port=port, block=False,
+                      quiet=True)
     yield f"http://127.0.0.1:{port}/"
     demo.close()
 
