@@ -21,15 +21,20 @@ _EXPORTS = {
     "ExtrinsicSampler": "nets.sampler",
     "Discriminator": "nets.stylegan2", "Generator": "nets.stylegan2", "GeneratorConfig": "nets.stylegan2",
     "StyleTransferPipeline": "pipeline", "TransferResult": "pipeline", "interp_weights": "pipeline",
+    "FileResult": "batch", "output_names": "batch", "stylize_files": "batch",
+    "Face": "faces", "prepare_face": "faces",
 }
 __all__ = [
     "CodeBank", "Discriminator", "DualStyleGAN", "DualStyleGANConfig", "EncoderConfig",
     "ExtrinsicSampler", "Generator", "GeneratorConfig", "IdentityNet", "ModRes", "PSPEncoder",
     "StyleTransferPipeline", "TransferResult", "interp_weights",
+    "Face", "FileResult", "output_names", "prepare_face", "stylize_files",
 ]
 
 if TYPE_CHECKING:
+    from .batch import FileResult, output_names, stylize_files
     from .codes import CodeBank
+    from .faces import Face, prepare_face
     from .nets.dualstylegan import DualStyleGAN, DualStyleGANConfig, ModRes
     from .nets.encoder import EncoderConfig, IdentityNet, PSPEncoder
     from .nets.sampler import ExtrinsicSampler
