@@ -1,0 +1,159 @@
+"""dualstylegan.batch: stylize_files (the library's folder run, one FileResult per photo) and the output names."""
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import dualstylegan
+from conftest import needs_dlib
+from dualstylegan.batch import (FileResult, blend_names, collect_inputs, exemplar_tag, generate_names, output_name,
+                                output_names, stylize_files, unique_stems)
+from dualstylegan.errors import UsageError
+from dualstylegan.faces import prepare_face
+from dualstylegan.images import ImageError, to_image, to_tensor
+from dualstylegan.pipeline import WeightError
+
+
+def smooth(path: Path, size=(64, 64), seed=0) -> Path:
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)).resize(size, Image.BICUBIC).save(path)
+    return path
+
+
+def pixels(img) -> np.ndarray:
+    return np.asarray(img.convert("RGB"))
+
+
+def expected(pipe, path, exemplar=0, align=False, index=0, **kw) -> np.ndarray:
+    face = prepare_face(path, align=align, all_faces=True)[index].image
+    return pixels(to_image(pipe.transfer(to_tensor(face), exemplar, **kw).image))
+
+
+@pytest.fixture
+def photos(tmp_path) -> Path:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    smooth(folder / "a.png", seed=1)
+    smooth(folder / "b.png", size=(80, 64), seed=2)
+    (folder / "c.jpg").write_text("not a photo")
+    return folder
+
+
+def test_exported_from_the_package():
+    assert dualstylegan.stylize_files is stylize_files and dualstylegan.FileResult is FileResult
+    assert dualstylegan.prepare_face is prepare_face and dualstylegan.output_names is output_names
+
+
+def test_one_result_per_photo_in_order(tiny_pipeline, photos, tmp_path):
+    out = tmp_path / "out"
+    results = stylize_files(tiny_pipeline, [photos], out, exemplar=2, align=False, structure=0.5)
+    assert inspect.isgenerator(results) and not out.exists()  # nothing is done before the results are read
+    results = list(results)
+    assert [r.input.name for r in results] == ["a.png", "b.png", "c.jpg"]
+    a, b, c = results
+    assert a.ok and a.portraits == (out / "a_tiny_002.png",) and a.extras == () and a.outputs == a.portraits
+    assert b.ok and b.portraits == (out / "b_tiny_002.png",)
+    assert not c.ok and c.portraits == () and "not an image" in c.error and isinstance(c.exception, ImageError)
+    assert sorted(p.name for p in out.iterdir()) == ["a_tiny_002.png", "b_tiny_002.png"]
+    for r in (a, b):
+        np.testing.assert_array_equal(pixels(Image.open(r.portraits[0])),
+                                      expected(tiny_pipeline, r.input, 2, structure=0.5))
+
+
+def test_exemplar_image_overview_and_paste_back(tiny_pipeline, photos, tmp_path):
+    painting = smooth(tmp_path / "painting.png", seed=9)
+    out = tmp_path / "out"
+    [r] = stylize_files(tiny_pipeline, [photos / "b.png"], out, exemplar=painting, align=False, overview=True,
+                        paste_back=True)
+    assert r.ok and r.portraits == (out / "b_tiny_painting.png",)
+    assert r.extras == (out / "b_tiny_painting_overview.png", out / "b_tiny_painting_pasted.png")
+    exemplar = to_tensor(prepare_face(painting, align=False)[0].image)
+    np.testing.assert_array_equal(pixels(Image.open(r.portraits[0])),
+                                  expected(tiny_pipeline, photos / "b.png", exemplar))
+    pasted = pixels(Image.open(r.extras[1]))
+    assert pasted.shape == (64, 80, 3)
+    np.testing.assert_array_equal(pasted[:, :8], pixels(Image.open(photos / "b.png"))[:, :8])  # outside the square
+
+
+def test_run_wide_problems_are_raised_at_the_call(tiny_pipeline, photos, tmp_path):
+    out = tmp_path / "out"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UsageError, match="has no images"):
+        stylize_files(tiny_pipeline, [empty], out)
+    with pytest.raises(ImageError, match="does not exist"):
+        stylize_files(tiny_pipeline, [photos], out, exemplar=tmp_path / "nowhere.png", align=False)
+    with pytest.raises(KeyError, match="out of range"):
+        stylize_files(tiny_pipeline, [photos], out, exemplar=5)
+    with pytest.raises(WeightError, match="between 0 and 1"):
+        stylize_files(tiny_pipeline, [photos], out, color=2)
+    with pytest.raises(WeightError, match="truncation"):
+        stylize_files(tiny_pipeline, [photos], out, truncation=float("nan"))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UsageError, match="is not a folder"):
+        stylize_files(tiny_pipeline, [photos], tmp_path / "file")
+    assert not out.exists()
+
+
+def test_existing_outputs_are_kept_unless_overwrite(tiny_pipeline, photos, tmp_path):
+    out = tmp_path / "out"
+    [first] = stylize_files(tiny_pipeline, [photos / "a.png"], out, align=False)
+    before = first.portraits[0].read_bytes()
+    [again] = stylize_files(tiny_pipeline, [photos / "a.png"], out, align=False, seed=3)
+    assert not again.ok and "already exists" in again.error and first.portraits[0].read_bytes() == before
+    [replaced] = stylize_files(tiny_pipeline, [photos / "a.png"], out, align=False, seed=3, overwrite=True)
+    assert replaced.ok and first.portraits[0].read_bytes() != before
+
+
+def test_a_bug_is_not_a_files_result(tiny_pipeline, photos, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(type(tiny_pipeline), "transfer", broken)
+    results = stylize_files(tiny_pipeline, [photos / "a.png"], tmp_path / "out", align=False)
+    with pytest.raises(ZeroDivisionError):
+        next(results)
+
+
+def test_every_face_of_a_photo(tiny_pipeline, tmp_path):
+    needs_dlib()
+    data = pytest.importorskip("skimage.data", reason="the test photograph comes from scikit-image")
+    path = tmp_path / "astronaut.png"
+    Image.fromarray(data.astronaut()).save(path)
+    out = tmp_path / "out"
+    [r] = stylize_files(tiny_pipeline, [path], out, all_faces=True, paste_back=True)
+    assert r.portraits == (out / "astronaut_face0_tiny_000.png", out / "astronaut_face1_tiny_000.png")
+    assert r.extras == (out / "astronaut_tiny_000_pasted.png",)
+    for i, portrait in enumerate(r.portraits):
+        np.testing.assert_array_equal(pixels(Image.open(portrait)), expected(tiny_pipeline, path, align=True, index=i))
+
+
+# ----------------------------------------------------------------------------------------- names
+def test_output_names():
+    files = [Path("x/me.jpg"), Path("y/me.png"), Path("z/me.png"), Path("you.png")]
+    assert unique_stems(files) == {files[0]: "me_jpg", files[1]: "me_png", files[2]: "me_png_2", files[3]: "you"}
+    assert output_names(files, "cartoon", "007") == {files[0]: "me_jpg_cartoon_007.png",
+                                                      files[1]: "me_png_cartoon_007.png",
+                                                      files[2]: "me_png_2_cartoon_007.png",
+                                                      files[3]: "you_cartoon_007.png"}
+    assert output_name("me", "anime", "Cartoons_00038_07", face=1, kind="overview") == \
+        "me_face1_anime_Cartoons_00038_07_overview.png"
+    assert generate_names("cartoon", 3, 2) == ["cartoon_seed3_000.png", "cartoon_seed3_001.png"]
+    assert blend_names("me", "cartoon", 2) == (["me_cartoon_blend_000.png", "me_cartoon_blend_001.png"],
+                                               "me_cartoon_blend.gif")
+
+
+def test_exemplar_tag(tiny_pipeline):
+    assert exemplar_tag(1, tiny_pipeline.codes) == "001" and exemplar_tag("002.jpg", tiny_pipeline.codes) == "002"
+    assert exemplar_tag(Path("art/painting.jpg")) == "painting" and exemplar_tag(Image.new("RGB", (4, 4))) == "exemplar"
+    with pytest.raises(UsageError, match="no code bank"):
+        exemplar_tag(0, None)
+
+
+def test_collect_inputs(photos, tmp_path):
+    assert collect_inputs([photos, photos / "a.png"]) == [photos / "a.png", photos / "b.png", photos / "c.jpg"]
+    assert collect_inputs([tmp_path / "missing.png"]) == [tmp_path / "missing.png"]  # reported per file
