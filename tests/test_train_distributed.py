@@ -50,7 +50,7 @@ SCRIPT = textwrap.dedent('''
     out, batch = Path(sys.argv[1]), int(sys.argv[2])
     stage = Regression()
     cfg = LoopConfig(steps=6, batch_size=batch, out_dir=out, checkpoint_every=3, sample_every=0, progress=False,
-                     extra={"tensorboard": False})
+                     tensorboard=False)
     loop = TrainLoop(stage, lambda idx: torch.as_tensor(idx), len(X), cfg)
     loop.run()
     torch.save(stage.net.state_dict(), out / f"rank{loop.dist.rank}.pt")

@@ -16,8 +16,7 @@ from dualstylegan.codes import CodeBank
 from dualstylegan.nets.encoder import EncoderConfig, PSPEncoder
 from dualstylegan.nets.perceptual import VGG19Features
 from dualstylegan.nets.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
-from dualstylegan.train.finetune import (STYLE_PRESETS, FinetuneStage, StyleSet, finetune, load_pretrain_checkpoint,
-                                         style_preset)
+from dualstylegan.train.finetune import FinetuneStage, StyleSet, finetune, load_pretrain_checkpoint
 from dualstylegan.train.loop import LoopConfig, TrainLoop, requires_grad
 from dualstylegan.train.pretrain import (INJECT_SCHEDULE, PretrainStage, SampledFaces, init_dualstylegan,
                                          inject_index_at, inject_schedule_steps, pretrain)
@@ -65,7 +64,7 @@ def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
 
 def cfg(out: Path, steps: int, batch: int = 2, **kw) -> LoopConfig:
     return LoopConfig(steps=steps, batch_size=batch, out_dir=out, checkpoint_every=kw.pop("checkpoint_every", 100),
-                      sample_every=kw.pop("sample_every", 0), progress=False, extra={"tensorboard": False}, **kw)
+                      sample_every=kw.pop("sample_every", 0), progress=False, tensorboard=False, **kw)
 
 
 # ------------------------------------------------------------------------------------------- stage I
@@ -147,8 +146,8 @@ def test_stage2_vgg_loss_decreases_on_a_fixed_target(vgg):
 
 def test_pretrain_writes_a_resumable_generator_pretrain_file(tmp_path, vgg):
     g, d = ffhq_nets()
-    model = pretrain((g, d), tiny_encoder(), tmp_path, vgg, steps=2, batch=2, progress=False, tensorboard=False,
-                     sample_every=2, device="cpu", inject_schedule=((7, 1), (5, 1)))
+    model = pretrain((g, d), tiny_encoder(), tmp_path, vgg, steps=2, inject_schedule=((7, 1), (5, 1)),
+                     loop=LoopConfig(batch_size=2, progress=False, tensorboard=False, sample_every=2, device="cpu"))
     loaded = official.load_dualstylegan(tmp_path / "generator.pt")
     assert same(state_copy(loaded), state_copy(model))
     nets = load_pretrain_checkpoint(tmp_path / "generator.pt")
@@ -190,8 +189,10 @@ def style_set(seed: int = 0) -> StyleSet:
 
 def run_finetune(pretrained_file: Path, out: Path, steps: int, vgg, **kw):
     kw = {"d_reg_every": 2, "g_reg_every": 3, "ada_target": -1.0, "ada_kimg": 0.1, "ada_interval": 2, **kw}
-    return finetune(pretrained_file, style_set(), out, vgg, cheap_id_loss, style="cartoon", steps=steps, batch=2,
-                    progress=False, tensorboard=False, sample_every=0, checkpoint_every=100, device="cpu", **kw)
+    loop = LoopConfig(batch_size=2, progress=False, tensorboard=False, sample_every=0, checkpoint_every=100,
+                      device="cpu")
+    return finetune(pretrained_file, style_set(), out, vgg, cheap_id_loss, style="cartoon", steps=steps, loop=loop,
+                    **kw)
 
 
 def test_stage3_steps_alternate_and_train_res_only(pretrained_file, vgg, tmp_path):
@@ -295,5 +296,9 @@ def test_style_set_from_files_and_presets(tmp_path):
     (folder / data.names[1]).unlink()
     with pytest.raises(FileNotFoundError, match="s1.png"):
         StyleSet.from_files(folder, tmp_path / "exstyle_code.npy", tmp_path / "instyle_code.npy", SIZE)
-    assert STYLE_PRESETS == {"cartoon": (1, 0.015), "caricature": (4, 0.005), "anime": (1, 0.02)}
-    assert style_preset("Anime") == (1, 0.02) and style_preset("pixar") == style_preset(None)
+    # (λ_ID, λ_reg) of the paper's styles come from the style registry
+    from dualstylegan.styles import DEFAULT, get_style
+
+    assert {s: get_style(s).training for s in ("cartoon", "caricature", "anime")} == \
+        {"cartoon": (1, 0.015), "caricature": (4, 0.005), "anime": (1, 0.02)}
+    assert get_style("Anime").training == (1, 0.02) and get_style("pixar").training == DEFAULT.training

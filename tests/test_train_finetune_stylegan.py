@@ -59,7 +59,7 @@ def run_stage(prepared: Path, out: Path, steps: int, seed: int = 0, **stage_kw):
     stage = FinetuneStyleGAN(g, d, **kw)
     data = ImageFolderDataset(prepared, SIZE)
     cfg = LoopConfig(steps=steps, batch_size=4, out_dir=out, seed=seed, checkpoint_every=100, sample_every=0,
-                     progress=False, extra={"tensorboard": False})
+                     progress=False, tensorboard=False)
     loop = TrainLoop(stage, data.fetch, len(data), cfg)
     return stage, loop.run()
 
@@ -152,7 +152,7 @@ def test_discriminator_learns_to_separate_reals_from_a_frozen_generator(prepared
         group["lr"] = 0.0
     data = ImageFolderDataset(prepared, SIZE)
     cfg = LoopConfig(steps=20, batch_size=4, out_dir=tmp_path, sample_every=0, progress=False,
-                     extra={"tensorboard": False})
+                     tensorboard=False)
     history = TrainLoop(stage, data.fetch, len(data), cfg).run()
     first = np.mean([h["d"] for h in history[:4]])
     last = np.mean([h["d"] for h in history[-4:]])
@@ -179,8 +179,8 @@ def test_finetune_stylegan_writes_an_official_checkpoint(prepared, tmp_path):
     g, d = tiny_nets(1)
     ffhq = tmp_path / "ffhq.pt"
     official.save_stylegan2(ffhq, g, d, g=g.state_dict())
-    out = finetune_stylegan(ffhq, prepared, tmp_path / "run", steps=3, batch=4, device="cpu", progress=False,
-                            sample_every=3, tensorboard=False)
+    loop = LoopConfig(batch_size=4, device="cpu", progress=False, sample_every=3, tensorboard=False)
+    out = finetune_stylegan(ffhq, prepared, tmp_path / "run", steps=3, loop=loop)
     assert out == tmp_path / "run" / "finetune-000003.pt"
     g_prime = official.load_stylegan2(out)
     assert g_prime.size == SIZE and g_prime.style_dim == 32
@@ -188,6 +188,6 @@ def test_finetune_stylegan_writes_an_official_checkpoint(prepared, tmp_path):
     assert any(not torch.equal(a, b) for a, b in zip(g.state_dict().values(), g_prime.state_dict().values()))
     assert (tmp_path / "run" / "samples" / "000003.png").exists()
     # a second call finds the finished run and writes the same weights
-    again = official.load_stylegan2(finetune_stylegan(ffhq, prepared, tmp_path / "run", steps=3, batch=4,
-                                                      device="cpu", progress=False, tensorboard=False))
+    loop = LoopConfig(batch_size=4, device="cpu", progress=False, tensorboard=False)
+    again = official.load_stylegan2(finetune_stylegan(ffhq, prepared, tmp_path / "run", steps=3, loop=loop))
     assert all(torch.equal(a, b) for a, b in zip(g_prime.state_dict().values(), again.state_dict().values()))

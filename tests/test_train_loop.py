@@ -68,7 +68,7 @@ class ToyGAN(Stage):
 def run(tmp: Path, steps: int, **kw) -> ToyGAN:
     stage = ToyGAN()
     cfg = LoopConfig(steps=steps, batch_size=4, out_dir=tmp, checkpoint_every=kw.pop("checkpoint_every", 2),
-                     sample_every=0, progress=False, extra={"tensorboard": False}, **kw)
+                     sample_every=0, progress=False, tensorboard=False, **kw)
     TrainLoop(stage, lambda idx: DATA[idx], len(DATA), cfg).run()
     return stage
 
@@ -95,7 +95,7 @@ def test_gradient_accumulation_matches_the_full_batch(tmp_path):
     a, b = Det(), Det()
     for stage, accum in ((a, 1), (b, 2)):
         cfg = LoopConfig(steps=3, batch_size=4, grad_accum=accum, out_dir=tmp_path / str(accum), sample_every=0,
-                         progress=False, extra={"tensorboard": False})
+                         progress=False, tensorboard=False)
         TrainLoop(stage, lambda idx: DATA[idx], len(DATA), cfg).run()
     for x, y in zip(a.d.parameters(), b.d.parameters()):
         torch.testing.assert_close(x, y)

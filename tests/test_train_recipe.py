@@ -1,8 +1,10 @@
 """The whole training recipe (``dualstylegan train`` and the per-step verbs) on a tiny synthetic style set.
 
-The FFHQ StyleGAN2 and the pSp encoder are narrow 64² networks written in the official layouts; the feature nets
-(VGG19, VGG16 + LPIPS linear layers, IR-SE50) are full-size networks with random weights written in their
-official key layouts, so the CLI loads every file the way a real run does. A couple of iterations per step.
+The FFHQ StyleGAN2 and the pSp encoder are narrow 64² networks written in the official layouts. The feature nets
+(VGG19, LPIPS, IR-SE50) are narrow random stand-ins: the weight files are placeholders that must be found, and
+loading them gives the stand-ins (:func:`tiny_feature_nets`). The slow test runs the CLI on full-size random
+feature nets written in their official key layouts, so every file is loaded the way a real run does. A couple of
+iterations per step. The module's one training run (:func:`trained`) is never changed: a test that writes copies it.
 """
 from __future__ import annotations
 
@@ -55,15 +57,16 @@ def one_thread():
     torch.set_num_threads(saved)
 
 
-@pytest.fixture(scope="module")
-def assets(tmp_path_factory):
-    """The user-supplied files: narrow FFHQ StyleGAN2 + encoder.pt, full-size random feature-net weights."""
+FEATURE_FILES = {"vgg": "vgg19-dcbb9e9d.pth", "lpips-vgg16": "vgg16-397923af.pth", "lpips": "vgg.pth",
+                 "identity": "model_ir_se50.pth"}
+
+
+def write_networks(root: Path) -> dict[str, Path]:
+    """The narrow FFHQ StyleGAN2 (with D) and Z+ encoder.pt in the official layouts."""
     from dualstylegan import official
-    from dualstylegan.nets.encoder import EncoderConfig, IdentityNet, PSPEncoder
-    from dualstylegan.nets.perceptual import LPIPS, VGG16Features, VGG19Features
+    from dualstylegan.nets.encoder import EncoderConfig, PSPEncoder
     from dualstylegan.nets.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 
-    root = tmp_path_factory.mktemp("assets")
     torch.manual_seed(0)
     g = Generator(GeneratorConfig(size=SIZE, channels=NARROW_CHANNELS))
     d = Discriminator(DiscriminatorConfig(size=SIZE, channels=NARROW_CHANNELS))
@@ -71,15 +74,91 @@ def assets(tmp_path_factory):
     enc = PSPEncoder(EncoderConfig(output_size=SIZE, widths=(16, 16, 16, 32), units=(1, 1, 1, 1), head_channels=32,
                                    start_from_latent_avg=True, z_plus=True), latent_avg=torch.randn(512) * 0.1)
     official.save_encoder(root / "encoder.pt", enc, g)
-    # torchvision layouts (features.N.*), the lpips package's vgg.pth (linK.model.1.weight), model_ir_se50.pth
-    torch.save(VGG19Features().state_dict(), root / "vgg19-dcbb9e9d.pth")
-    torch.save(VGG16Features().state_dict(), root / "vgg16-397923af.pth")
+    return {"ffhq": root / "stylegan2-ffhq-config-f.pt", "encoder": root / "encoder.pt"}
+
+
+def write_full_size_feature_nets(root: Path) -> dict[str, Path]:
+    """Full-size random feature nets in their official key layouts: torchvision's (features.N.*), the lpips
+    package's vgg.pth (linK.model.1.weight), model_ir_se50.pth."""
+    from dualstylegan.nets.encoder import IdentityNet
+    from dualstylegan.nets.perceptual import LPIPS, VGG16Features, VGG19Features
+
+    torch.manual_seed(0)
+    torch.save(VGG19Features().state_dict(), root / FEATURE_FILES["vgg"])
+    torch.save(VGG16Features().state_dict(), root / FEATURE_FILES["lpips-vgg16"])
     lins = {k: v.abs() * 0.1 for k, v in LPIPS().state_dict().items() if k.startswith("lin")}
-    torch.save({k: torch.rand_like(v) for k, v in lins.items()}, root / "vgg.pth")
-    torch.save(IdentityNet().eval().state_dict(), root / "model_ir_se50.pth")
-    return {"ffhq": root / "stylegan2-ffhq-config-f.pt", "encoder": root / "encoder.pt",
-            "vgg": root / "vgg19-dcbb9e9d.pth", "lpips-vgg16": root / "vgg16-397923af.pth", "lpips": root / "vgg.pth",
-            "identity": root / "model_ir_se50.pth"}
+    torch.save({k: torch.rand_like(v) for k, v in lins.items()}, root / FEATURE_FILES["lpips"])
+    torch.save(IdentityNet().eval().state_dict(), root / FEATURE_FILES["identity"])
+    return {k: root / v for k, v in FEATURE_FILES.items()}
+
+
+def narrow_vgg19(divide: int = 16):
+    """A VGG19Features with 1/``divide`` of the channels in every layer (same layers, taps and input scaling),
+    random weights."""
+    from dualstylegan.nets.perceptual import IMAGENET_MEAN, IMAGENET_STD, VGG19_CFG, VGG19Features, make_vgg_features
+    from dualstylegan.nets.perceptual import relu_indices
+
+    class NarrowVGG19(VGG19Features):
+        def __init__(self):
+            torch.nn.Module.__init__(self)  # not the full-size stack
+            self.features = make_vgg_features([v if v == "M" else max(4, v // divide) for v in VGG19_CFG])
+            self.taps = relu_indices(VGG19_CFG, "first")
+            self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 2 - 1, persistent=False)
+            self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 2, persistent=False)
+            self.requires_grad_(False)
+
+    return NarrowVGG19()
+
+
+def tiny_feature_nets() -> dict:
+    """{'vgg', 'lpips', 'identity'}: what the recipe would load from the feature-net files, narrow and random."""
+    torch.manual_seed(0)
+    vgg, backbone = narrow_vgg19().eval(), narrow_vgg19().eval()
+
+    def lpips(x, y):  # per-sample distance of unit-normalised features, as LPIPS
+        return sum(((a / (a.norm(dim=1, keepdim=True) + 1e-10) - b / (b.norm(dim=1, keepdim=True) + 1e-10)) ** 2)
+                   .sum(1).mean((1, 2)) for a, b in zip(backbone(x, 3), backbone(y, 3)))
+
+    def identity(x, y):
+        return 1 - torch.nn.functional.cosine_similarity(torch.nn.functional.avg_pool2d(x, 8).flatten(1),
+                                                        torch.nn.functional.avg_pool2d(y, 8).flatten(1)).mean()
+
+    return {"vgg": vgg, "lpips": lpips, "identity": identity}
+
+
+@contextlib.contextmanager
+def tiny_feature_net_files():
+    """Feature-net files load as :func:`tiny_feature_nets` (they must still be found); given modules are used."""
+    from dualstylegan.train import recipe
+
+    real, nets = recipe.load_feature_net, tiny_feature_nets()
+
+    def load(key, given, find):
+        if getattr(given, key) is not None:
+            return real(key, given, find)
+        find(key)
+        return nets[key]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(recipe, "load_feature_net", load)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def tiny_feature_net_loading():
+    with tiny_feature_net_files():
+        yield
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    """The user-supplied files: narrow FFHQ StyleGAN2 + encoder.pt; placeholder feature-net files."""
+    root = tmp_path_factory.mktemp("assets")
+    files = write_networks(root)
+    for key, name in FEATURE_FILES.items():
+        (root / name).write_bytes(b"a placeholder: loading gives tiny_feature_nets()")
+        files[key] = root / name
+    return files
 
 
 def file_args(assets, **replace) -> list[str]:
@@ -110,39 +189,46 @@ def markers(work: Path) -> dict[str, float]:
     return {p.parent.name: p.stat().st_mtime_ns for p in work.glob("*/done.json")}
 
 
-@pytest.fixture(scope="module")
-def trained(assets, tmp_path_factory):
+def train_once(assets, root: Path) -> dict:
     """One whole `dualstylegan train` run: {style dir, work dir, out dir, argv, stdout}."""
-    import os
-
-    root = tmp_path_factory.mktemp("run")
     style = write_style_set(root / "styles")
     work, out = root / "work", root / "packs"
     argv = ["train", str(style), "--name", NAME, "--work-dir", str(work), "--out", str(out), *QUICK,
             *file_args(assets)]
     env = {"DUALSTYLEGAN_HOME": str(root / "home"), "TORCH_HOME": str(root / "torch"), "HF_HUB_OFFLINE": "1"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
         rc, stdout, stderr = run_cli(argv)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     assert rc == 0, stderr
     return {"style": style, "work": work, "out": out, "argv": argv, "stdout": stdout}
+
+
+@pytest.fixture(scope="module")
+def trained(assets, tmp_path_factory):
+    """The module's one training run; tests read it, and those that write work on :func:`own_copy`."""
+    with tiny_feature_net_files():
+        return train_once(assets, tmp_path_factory.mktemp("run"))
+
+
+def own_copy(trained: dict, tmp_path: Path) -> dict:
+    """A copy of the trained work dir (markers are relative to it) whose pack goes to ``tmp_path/packs``."""
+    work, out = tmp_path / "work", tmp_path / "packs"
+    shutil.copytree(trained["work"], work)
+    recipe = json.loads((work / "recipe.json").read_text())
+    (work / "recipe.json").write_text(json.dumps({**recipe, "out": str(out)}))
+    swap = {str(trained["work"]): str(work), str(trained["out"]): str(out)}
+    return {**trained, "work": work, "out": out, "argv": [swap.get(a, a) for a in trained["argv"]]}
 
 
 # ------------------------------------------------------------------------------------------- end to end
 def test_train_writes_a_pack_that_transfer_loads(trained, tmp_path):
     from dualstylegan.codes import CodeBank
     from dualstylegan.pipeline import StyleTransferPipeline
-    from dualstylegan.train.recipe import STEPS
+    from dualstylegan.train.step import step_names
 
     work, pack = trained["work"], trained["out"] / NAME
-    for step in STEPS:
+    for step in step_names():
         assert f"{step}: running" in trained["stdout"]
         assert (work / step / "done.json").is_file()
     for name in ("generator.pt", "exstyle_code.npy", "refined_exstyle_code.npy", "instyle_code.npy", "sampler.pt",
@@ -176,22 +262,24 @@ def test_train_writes_a_pack_that_transfer_loads(trained, tmp_path):
 
 
 def test_second_run_skips_every_step(trained):
-    from dualstylegan.train.recipe import STEPS
+    """On the module's run itself: it changes nothing there (recipe.json is written again, the same)."""
+    from dualstylegan.train.step import step_names
 
-    before = markers(trained["work"])
+    before, recipe = markers(trained["work"]), (trained["work"] / "recipe.json").read_text()
     rc, stdout, stderr = run_cli(trained["argv"])
     assert rc == 0, stderr
-    for step in STEPS:
+    for step in step_names():
         assert f"{step}: done, skipped" in stdout
     assert "ran: nothing" in stdout
-    assert markers(trained["work"]) == before
+    assert markers(trained["work"]) == before and (trained["work"] / "recipe.json").read_text() == recipe
 
 
-def test_deleting_a_marker_reruns_only_that_step(trained):
-    work = trained["work"]
+def test_deleting_a_marker_reruns_only_that_step(trained, tmp_path):
+    run = own_copy(trained, tmp_path)
+    work = run["work"]
     (work / "fit-sampler" / "done.json").unlink()
     before = markers(work)
-    rc, stdout, stderr = run_cli(trained["argv"])
+    rc, stdout, stderr = run_cli(run["argv"])
     assert rc == 0, stderr
     assert "fit-sampler: running (not done yet)" in stdout
     assert "ran: fit-sampler, pack" in stdout  # the pack is rewritten with the new sampler
@@ -199,15 +287,16 @@ def test_deleting_a_marker_reruns_only_that_step(trained):
     assert {s for s in after if after[s] != before.get(s)} == {"fit-sampler", "pack"}
 
 
-def test_a_step_verb_and_its_dependents(trained, assets):
+def test_a_step_verb_and_its_dependents(trained, tmp_path):
     """`dualstylegan refine-codes WORK_DIR` runs that step from the stored recipe; then `train` reruns only what
     reads its outputs (fit-sampler, pack)."""
-    work = trained["work"]
+    run = own_copy(trained, tmp_path)
+    work = run["work"]
     before = markers(work)
     rc, stdout, stderr = run_cli(["refine-codes", str(work), "--quiet"])
     assert rc == 0, stderr
     assert "refine-codes: done in" in stdout
-    rc, stdout, stderr = run_cli(trained["argv"])
+    rc, stdout, stderr = run_cli(run["argv"])
     assert rc == 0, stderr
     assert "ran: fit-sampler, pack" in stdout
     after = markers(work)
@@ -239,7 +328,7 @@ def test_weight_file_not_given_and_not_found(assets, tmp_path):
 
 
 def test_weight_files_are_found_in_the_usual_places(assets, tmp_path, monkeypatch):
-    from dualstylegan.train.recipe import find_weights, search_folders
+    from dualstylegan.train.weights import find_weights, search_folders
 
     torch_home = tmp_path / "torch"
     monkeypatch.setenv("TORCH_HOME", str(torch_home))
@@ -275,8 +364,8 @@ def test_reference_defaults_and_scaling():
     from dualstylegan.train.destylize import DESTYLIZE_ITERATIONS
     from dualstylegan.train.finetune import FINETUNE_STEPS
     from dualstylegan.train.pretrain import PRETRAIN_STEPS
+    from dualstylegan.refine import REFINE_ITERATIONS
     from dualstylegan.train.recipe import RecipeConfig
-    from dualstylegan.train.refine_codes import REFINE_ITERATIONS
 
     c = RecipeConfig()
     assert (c.size, c.batch) == (1024, 4)
@@ -317,10 +406,11 @@ def test_more_iterations_continue_the_checkpoint(trained, tmp_path):
 
 
 def test_pack_never_replaces_a_foreign_pack(trained, tmp_path):
+    run = own_copy(trained, tmp_path)
     foreign = tmp_path / "models" / NAME
     foreign.mkdir(parents=True)
     (foreign / "generator.pt").write_bytes(b"someone else's")
-    rc, _, stderr = run_cli(["pack", str(trained["work"]), "--out", str(tmp_path / "models")])
+    rc, _, stderr = run_cli(["pack", str(run["work"]), "--out", str(tmp_path / "models")])
     assert rc == 1 and "did not write" in stderr
     assert (foreign / "generator.pt").read_bytes() == b"someone else's"
 
@@ -328,8 +418,8 @@ def test_pack_never_replaces_a_foreign_pack(trained, tmp_path):
 def test_injected_feature_nets_need_no_weight_files(trained, tmp_path):
     """Library use: FeatureNets modules replace the VGG19 / LPIPS / IR-SE50 files (the other paths come from the
     work dir's recipe.json)."""
-    from dualstylegan.nets.perceptual import LPIPS, VGG19Features
-    from dualstylegan.train.recipe import FeatureNets, RecipeConfig, train_style
+    from dualstylegan.train.recipe import RecipeConfig, train_style
+    from dualstylegan.train.weights import FeatureNets
 
     work = tmp_path / "work"
     shutil.copytree(trained["work"], work)
@@ -341,13 +431,15 @@ def test_injected_feature_nets_need_no_weight_files(trained, tmp_path):
     lines: list[str] = []
     calls = []
 
+    nets = tiny_feature_nets()
+
     def lpips(x, y):
         calls.append(x.shape)
-        return LPIPS()(x, y)
+        return nets["lpips"](x, y)
 
     config = RecipeConfig(**{**recipe["config"], "progress": False})
     result = train_style(trained["style"], NAME, work, out=tmp_path / "packs", config=config,
-                         feature_nets=FeatureNets(vgg=VGG19Features(), lpips=lpips, identity=lambda x, y: x.sum() * 0),
+                         feature_nets=FeatureNets(vgg=nets["vgg"], lpips=lpips, identity=lambda x, y: x.sum() * 0),
                          echo=lines.append)
     assert result.ran == ["refine-codes", "fit-sampler", "pack"] and calls
     assert result.pack == tmp_path / "packs" / NAME and (result.pack / "refined_exstyle_code.npy").is_file()
@@ -364,3 +456,19 @@ def test_images_without_faces_are_rejected_when_aligning(assets, tmp_path):
     rc, stdout, stderr = run_cli(argv)
     assert rc == 1 and "only 0 of the images" in stderr and "no face" in stderr and "--no-align" in stderr
     assert "rejected s0.png: no face was found" in stdout
+
+
+# ------------------------------------------------------------------------------------------- real files
+@pytest.mark.slow
+def test_train_loads_full_size_feature_net_files(tmp_path):
+    """The CLI on full-size random VGG19, VGG16 + LPIPS linear layers and IR-SE50 files in their official layouts:
+    every file is loaded the way a real run does."""
+    files = {**write_networks(tmp_path), **write_full_size_feature_nets(tmp_path)}
+    from dualstylegan.train import recipe, weights
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(recipe, "load_feature_net", weights.load_feature_net)  # undo the stand-ins
+        run = train_once(files, tmp_path / "run")
+    assert (run["out"] / NAME / "refined_exstyle_code.npy").is_file()
+    lpips = weights.load_lpips(files["lpips"], files["lpips-vgg16"])
+    assert lpips(torch.zeros(1, 3, 32, 32), torch.zeros(1, 3, 32, 32)).shape == (1,)

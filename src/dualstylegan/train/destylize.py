@@ -1,4 +1,4 @@
-"""Facial destylization (paper §3.1; SPEC.md §7, the reference's ``destylize.py``).
+"""Facial destylization (paper §3.1; the reference's ``destylize.py``).
 
 Every style image S gets two Z+ codes that the later stages train on:
 
@@ -34,13 +34,15 @@ from ..refine import NOISE_WEIGHT, LossFn, as_image_batch, fresh_noise, frozen, 
 
 log = logging.getLogger(__name__)
 
-#: The reference's recipe (SPEC.md §7).
+#: The reference's recipe (``destylize.py``).
 DESTYLIZE_ITERATIONS = 300
 DESTYLIZE_LR = 0.1
 ID_WEIGHT = 0.1
 STD_WEIGHT = 1.0
 DESTYLIZE_TRUNCATION = 0.7
-#: Rows of ẑ⁺ and z_i⁺ from this one on are taken from z_e⁺ (the reference's ``[:, 8:18]``; "color kept").
+#: Rows of ẑ⁺ and z_i⁺ from this one on are taken from z_e⁺ (the reference's ``[:, 8:18]``; "color kept"). These
+#: are codes of the StyleGANs g′ and g, not of DualStyleGAN, so this is not ``config.color_rows`` (from row 7): the
+#: reference keeps StyleGAN's fine rows (64² and up) only.
 COLOR_KEEP_FROM = 8
 INSTYLE_NAME = "instyle_code.npy"
 EXSTYLE_NAME = "exstyle_code.npy"

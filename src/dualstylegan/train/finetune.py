@@ -1,4 +1,4 @@
-"""Stage III of DualStyleGAN's progressive fine-tuning: the style set (paper §3.3; SPEC §7,
+"""Stage III of DualStyleGAN's progressive fine-tuning: the style set (paper §3.3; the reference's
 ``finetune_dualstylegan.py``).
 
 Every style image S comes with its destylized codes (:mod:`destylize`): the intrinsic z_i⁺ (the face under the
@@ -16,7 +16,7 @@ the content's colors do not leak into the target's. L2 regularisation λ_reg · 
 path small (the "content" loss with λ_ID). Only ``res`` and ``style`` train, with an EMA of ``res`` only; lazy R1 and
 path-length regularisers and ADA (on, as in the README's ``--augment`` runs) as in StyleGAN2.
 
-(λ_ID, λ_reg) per style: :data:`STYLE_PRESETS`. The result is the style's ``generator.pt`` {'g_ema': state dict}.
+(λ_ID, λ_reg) per style: :func:`dualstylegan.styles.get_style` (``Style.training``). The result is the style's ``generator.pt`` {'g_ema': state dict}.
 
 Deliberate differences from the reference: a step's exemplars are the loop's batch (every exemplar once per epoch,
 the same ones for the D and the G phase, and in random-content steps the mirrored S are D's reals) where the
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import random
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -38,26 +39,17 @@ from torch import nn
 from ..losses import STAGE3_VGG_WEIGHTS
 from ..nets.dualstylegan import DualStyleGAN
 from ..nets.stylegan2 import Discriminator
-from .loop import LoopConfig, TrainLoop, as_networks, default_device, mixing_noise
+from .loop import LoopConfig, TrainLoop, as_networks, mixing_noise
 from .pretrain import DualStyleGANStage, load_vgg
 
-#: (λ_ID, λ_reg) of the paper's styles; other styles get :data:`DEFAULT_PRESET` (the reference's argparse defaults).
-STYLE_PRESETS: dict[str, tuple[float, float]] = {"cartoon": (1.0, 0.015), "caricature": (4.0, 0.005),
-                                                 "anime": (1.0, 0.02)}
-DEFAULT_PRESET: tuple[float, float] = (1.0, 0.01)
 #: Perceptual VGG19 L1 weights (relu1_1 … relu5_1) of the paired steps.
 FINETUNE_VGG_WEIGHTS = STAGE3_VGG_WEIGHTS
-#: Rows of the intrinsic code from this one on are re-drawn N(0, 1) in paired steps (``random_ind=8``).
+#: Rows of the intrinsic code from this one on are re-drawn N(0, 1) in paired steps (the reference's
+#: ``random_ind=8``). Not the structure/color split (``config.color_rows`` starts at row 7): the reference keeps
+#: row 7, the first color layer, from z_i⁺ and re-draws the finer ones only.
 RECOLOR_FROM = 8
 #: Stage-III steps of the README's runs (``--iter 1500``; the paper uses the 1400-step snapshot for cartoons).
 FINETUNE_STEPS = 1500
-
-
-def style_preset(style: str | None) -> tuple[float, float]:
-    """(λ_ID, λ_reg) of a style name (case-insensitive); :data:`DEFAULT_PRESET` for other names and None."""
-    if style is None:
-        return DEFAULT_PRESET
-    return STYLE_PRESETS.get(str(style).lower(), DEFAULT_PRESET)
 
 
 # ------------------------------------------------------------------------------------------- data
@@ -147,8 +139,8 @@ class FinetuneStage(DualStyleGANStage):
 
     ``vgg``: a :class:`VGG19Features` (ImageNet weights) — the contextual, feature-matching and perceptual losses
     read its features. ``id_loss``: a callable (fake, content) → identity loss (e.g.
-    ``losses.IdentityLoss(IdentityNet)``) or None when ``lambda_id`` is 0. ``style`` picks (λ_ID, λ_reg) from
-    :data:`STYLE_PRESETS`; ``lambda_id`` / ``lambda_reg`` override it. ``sample_exstyles``: Z+ codes for the sample
+    ``losses.IdentityLoss(IdentityNet)``) or None when ``lambda_id`` is 0. ``style`` picks (λ_ID, λ_reg) from the
+    style registry (:func:`dualstylegan.styles.get_style`); ``lambda_id`` / ``lambda_reg`` override it. ``sample_exstyles``: Z+ codes for the sample
     grid (e.g. the exemplars' z_e⁺; the first ``n_sample`` are used). ``kwargs``: the schedule of
     :class:`~.loop.GANStage` (lr, r1, d_reg_every, …, ADA on by default as in the README's ``--augment`` runs).
     """
@@ -164,7 +156,9 @@ class FinetuneStage(DualStyleGANStage):
                  augment: bool = True, sample_exstyles: torch.Tensor | None = None, n_sample: int = 9,
                  sample_seed: int = 0, **kwargs: Any):
         super().__init__(g, d, g_ema, augment=augment, **kwargs)
-        preset_id, preset_reg = style_preset(style)
+        from ..styles import get_style
+
+        preset_id, preset_reg = get_style(style).training
         self.style_name = style
         self.lambda_id = float(preset_id if lambda_id is None else lambda_id)
         self.lambda_reg = float(preset_reg if lambda_reg is None else lambda_reg)
@@ -337,11 +331,9 @@ def load_id_loss(identity: str | os.PathLike | nn.Module | Callable | None):
 def finetune(pretrained: str | os.PathLike | Sequence[nn.Module] | Mapping[str, Any],
              style_set: StyleSet | str | os.PathLike, out_dir: str | os.PathLike,
              vgg: str | os.PathLike | nn.Module, id_loss: str | os.PathLike | nn.Module | Callable | None = None,
-             style: str | None = None, steps: int = FINETUNE_STEPS, batch: int = 4, *,
+             style: str | None = None, steps: int = FINETUNE_STEPS, *, loop: LoopConfig | None = None,
              exstyle_codes=None, instyle_codes=None, snapshots: Sequence[int] = (), resume: bool = True,
-             device: str | None = None, seed: int = 0, grad_accum: int = 1, amp: bool = False,
-             checkpoint_every: int = 100, sample_every: int = 100, log_every: int = 10, progress: bool = True,
-             hflip: bool = True, tensorboard: bool = True, **stage_kwargs: Any) -> DualStyleGAN:
+             hflip: bool = True, **stage_kwargs: Any) -> DualStyleGAN:
     """Stage III: fine-tune a pre-trained DualStyleGAN on a style set; write ``out_dir/generator.pt``.
 
     ``pretrained``: the stage-II file (:func:`load_pretrain_checkpoint`), a mapping {'g', 'd', 'g_ema'?} or a
@@ -349,8 +341,8 @@ def finetune(pretrained: str | os.PathLike | Sequence[nn.Module] | Mapping[str, 
     folder of style images together with ``exstyle_codes`` and ``instyle_codes`` (the destylization's
     ``exstyle_code.npy`` / ``instyle_code.npy``). ``vgg``: torchvision's ``vgg19`` weights file or a
     :class:`VGG19Features`; ``id_loss``: ``model_ir_se50.pth``, an IdentityNet or a callable (needed unless
-    ``lambda_id=0``). ``style`` picks (λ_ID, λ_reg) from :data:`STYLE_PRESETS`. ``batch`` is per process (the
-    reference: 4 per GPU on 8 GPUs). ``snapshots``: steps at which ``out_dir/generator-<step>.pt`` is also written
+    ``lambda_id=0``). ``style`` picks (λ_ID, λ_reg) from the style registry. ``loop``: how the loop runs
+    (:class:`LoopConfig`; its batch is per process, the reference: 4 per GPU on 8 GPUs). ``snapshots``: steps at which ``out_dir/generator-<step>.pt`` is also written
     (the reference writes every 100 from 1000 on; users pick the best looking one). The run resumes from
     ``out_dir/checkpoint.pt``. ``stage_kwargs`` go to :class:`FinetuneStage`.
 
@@ -358,7 +350,8 @@ def finetune(pretrained: str | os.PathLike | Sequence[nn.Module] | Mapping[str, 
     """
     from .. import official
 
-    device = device or default_device()
+    base = (loop or LoopConfig()).resolved(steps, out_dir)
+    device = base.device
     nets = as_networks(pretrained, load_pretrain_checkpoint, "the pre-trained DualStyleGAN")
     g, d = nets["g"].to(device).train(), nets["d"].to(device).train()
     g_ema = nets["g_ema"].to(device).eval() if nets["g_ema"] is not None else None
@@ -384,12 +377,9 @@ def finetune(pretrained: str | os.PathLike | Sequence[nn.Module] | Mapping[str, 
     wanted = {int(s) for s in snapshots if 0 < int(s) <= steps}
     ends = sorted(wanted | {steps})
     for i, end in enumerate(ends):
-        config = LoopConfig(steps=end, batch_size=batch, out_dir=out, seed=seed, grad_accum=grad_accum, amp=amp,
-                            checkpoint_every=checkpoint_every, sample_every=sample_every, log_every=log_every,
-                            progress=progress, device=device, extra={"tensorboard": tensorboard})
-        loop = TrainLoop(stage, style_set.fetch, len(style_set), config)
-        loop.run(resume=resume or i > 0)
-        if loop.dist.main and loop.step == end:  # a run resumed past a snapshot leaves that snapshot alone
+        trainer = TrainLoop(stage, style_set.fetch, len(style_set), replace(base, steps=end))
+        trainer.run(resume=resume or i > 0)
+        if trainer.dist.main and trainer.step == end:  # a run resumed past a snapshot leaves that snapshot alone
             if end in wanted:
                 official.save_dualstylegan(out / f"generator-{end:06d}.pt", stage.g_ema)
             if end == steps:

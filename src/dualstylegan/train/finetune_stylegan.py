@@ -1,4 +1,5 @@
-"""Stage I: fine-tune StyleGAN2 on the style images — the artistic generator g′ (paper §3.2, SPEC §7).
+"""Fine-tune StyleGAN2 on the style images — the artistic generator g′ of facial destylization (paper §3.1; the
+reference's ``finetune_stylegan.py``, rosinality's ``train.py`` recipe).
 
 g′ starts from the FFHQ model and is trained on the few hundred style images with the StyleGAN2 recipe of the
 reference's ``finetune_stylegan.py`` (rosinality ``train.py``, run with ``--augment``): non-saturating logistic
@@ -24,7 +25,7 @@ import torch
 from torch import nn
 
 from ..nets.stylegan2 import Discriminator, Generator
-from .loop import GANStage, LoopConfig, TrainLoop, as_networks, default_device, mixing_noise
+from .loop import GANStage, LoopConfig, TrainLoop, as_networks, mixing_noise
 
 #: Iterations of the reference run (``--iter 600``; destylization reads ``finetune-000600.pt``).
 FINETUNE_STYLEGAN_STEPS = 600
@@ -94,16 +95,15 @@ def load_ffhq(path: str | os.PathLike) -> dict[str, Any]:
 
 def finetune_stylegan(ffhq: str | os.PathLike | Sequence[nn.Module] | Mapping[str, Any],
                       image_folder: str | os.PathLike, out_dir: str | os.PathLike,
-                      steps: int = FINETUNE_STYLEGAN_STEPS, batch: int = 4, *, size: int | None = None,
-                      resume: bool = True, name: str | None = None, device: str | None = None, seed: int = 0,
-                      grad_accum: int = 1, amp: bool = False, checkpoint_every: int = 100, sample_every: int = 100,
-                      log_every: int = 10, progress: bool = True, hflip: bool = True, tensorboard: bool = True,
+                      steps: int = FINETUNE_STYLEGAN_STEPS, *, loop: LoopConfig | None = None,
+                      size: int | None = None, resume: bool = True, name: str | None = None, hflip: bool = True,
                       **stage_kwargs: Any) -> Path:
     """Fine-tune the FFHQ StyleGAN2 on a folder of (prepared) style images; write ``out_dir/finetune-<name>.pt``.
 
     ``ffhq``: a rosinality checkpoint path (``stylegan2-ffhq-config-f.pt``), a ``(g, d)`` or ``(g, d, g_ema)``
-    tuple of modules, or a mapping as returned by :func:`load_ffhq`. ``batch`` is per process (the reference runs
-    4 on each of 8 GPUs under ``torchrun``; on one GPU give ``batch=32, grad_accum=8`` for its total batch).
+    tuple of modules, or a mapping as returned by :func:`load_ffhq`. ``loop``: how the loop runs (:class:`LoopConfig`;
+    its batch is per process — the reference runs 4 on each of 8 GPUs under ``torchrun``; on one GPU give
+    ``batch_size=32, grad_accum=8`` for its total batch).
     ``size`` defaults to the generator's resolution (the images are centre-cropped/resized to it).
     ``name`` defaults to the zero-padded step count (``finetune-000600.pt``, the reference's name). The training
     checkpoint ``out_dir/checkpoint.pt`` makes a re-run resume exactly; samples go to ``out_dir/samples``.
@@ -118,7 +118,8 @@ def finetune_stylegan(ffhq: str | os.PathLike | Sequence[nn.Module] | Mapping[st
     g, d, g_ema = nets["g"], nets["d"], nets["g_ema"]
     if size is not None and size != g.size:
         raise ValueError(f"the generator makes {g.size}² images; size={size} cannot be trained with it.")
-    device = device or default_device()
+    config = (loop or LoopConfig()).resolved(steps, out_dir)
+    device = config.device
     g, d = g.to(device).train(), d.to(device).train()
     g_ema = g_ema.to(device) if g_ema is not None else None
     stage = FinetuneStyleGAN(g, d, g_ema, **stage_kwargs)
@@ -126,13 +127,9 @@ def finetune_stylegan(ffhq: str | os.PathLike | Sequence[nn.Module] | Mapping[st
         if f"{key}_optim" in nets:  # the reference resumes the optimizers when the file has them
             stage.opt[key].load_state_dict(nets[f"{key}_optim"])
     data = ImageFolderDataset(image_folder, g.size, hflip=hflip, device=device)
-    out = Path(out_dir)
-    config = LoopConfig(steps=steps, batch_size=batch, out_dir=out, seed=seed, grad_accum=grad_accum, amp=amp,
-                        checkpoint_every=checkpoint_every, sample_every=sample_every, log_every=log_every,
-                        progress=progress, device=device, extra={"tensorboard": tensorboard})
-    loop = TrainLoop(stage, data.fetch, len(data), config)
-    loop.run(resume=resume)
-    target = out / f"finetune-{name if name is not None else f'{steps:06d}'}.pt"
-    if loop.dist.main:
+    trainer = TrainLoop(stage, data.fetch, len(data), config)
+    trainer.run(resume=resume)
+    target = config.out_dir / f"finetune-{name if name is not None else f'{steps:06d}'}.pt"
+    if trainer.dist.main:
         save_stylegan2(target, stage.g_ema, stage.d)
     return target

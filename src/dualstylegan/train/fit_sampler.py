@@ -1,4 +1,4 @@
-"""Training the extrinsic style code sampler (paper §3.4; SPEC.md §5, the reference's ``train_sampler.py`` and
+"""Training the extrinsic style code sampler (paper §3.4; the reference's ``train_sampler.py`` and
 ``model/sampler/icp.py``).
 
 A style has only a few hundred exemplars; to draw new extrinsic codes, two small MLPs (:class:`StyleSampler`) learn
@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from ..codes import CodeBank
-from ..nets.sampler import STRUCTURE_ROWS, ExtrinsicSampler, SamplerConfig, StyleSampler
+from ..nets.dualstylegan import DualStyleGANConfig
+from ..nets.sampler import ExtrinsicSampler, SamplerConfig, StyleSampler
 
 log = logging.getLogger(__name__)
 
@@ -114,17 +115,20 @@ def fit_style_sampler(targets: torch.Tensor, net: StyleSampler, epochs: int, *, 
 
 
 def fit_sampler(codes: CodeBank | Mapping[str, torch.Tensor] | torch.Tensor, epochs: int | None = None,
-                seed: int = 0, *, n_structure: int = STRUCTURE_ROWS, augment_to: int = AUGMENT_TO,
+                seed: int = 0, *, n_structure: int | None = None, augment_to: int = AUGMENT_TO,
                 jitter: float = JITTER, batch_size: int = BATCH_SIZE, lr: float = LR,
                 device: str | torch.device = "cpu", progress: bool = True) -> ExtrinsicSampler:
     """Train the extrinsic code sampler on a style's Z+ extrinsic codes (the refined bank when there is one) →
     :class:`ExtrinsicSampler` in eval mode, on the CPU (save it with :func:`dualstylegan.official.save_sampler`).
 
     ``codes``: a :class:`CodeBank` (or dict name → (1, L, 512), or a tensor (N, L, 512)). The structure net learns
-    rows 0…``n_structure``−1, the color net the others; both from the same augmented codes. ``epochs`` defaults to
+    rows 0…``n_structure``−1 (default: DualStyleGAN's structure rows, ``DualStyleGANConfig.n_structure`` = 7), the
+    color net the others; both from the same augmented codes. ``epochs`` defaults to
     500000 / (augmented count) (about 500). Everything random follows ``seed``.
     """
     z = _code_tensor(codes)
+    if n_structure is None:
+        n_structure = DualStyleGANConfig().n_structure
     n_rows, style_dim = z.shape[1], z.shape[2]
     if not 0 < n_structure < n_rows:
         raise ValueError(f"the codes have {n_rows} rows; n_structure={n_structure} leaves no structure or color rows")

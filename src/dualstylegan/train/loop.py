@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import datetime
 import os
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 
 from ..checkpoints import load_torch_file, save_torch_file
+from .config import LoopConfig
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -234,33 +236,6 @@ class GANStage(Stage):
             self.ada.load_state(state["ada"])
 
 
-def default_device() -> str:
-    """This process's GPU under torchrun (``LOCAL_RANK``), else the CPU."""
-    if torch.cuda.is_available():
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-    return "cpu"
-
-@dataclass
-class LoopConfig:
-    steps: int
-    batch_size: int = 4
-    out_dir: Path = Path("runs/stage")
-    seed: int = 0
-    grad_accum: int = 1          # micro-batches per step (small GPUs)
-    amp: bool = False            # bfloat16 autocast on CUDA
-    checkpoint_every: int = 500
-    sample_every: int = 500
-    log_every: int = 10
-    progress: bool = True
-    device: str = "cpu"
-    extra: dict = field(default_factory=dict)
-
-    def __post_init__(self):
-        self.out_dir = Path(self.out_dir)
-        if self.steps < 0 or self.batch_size < 1 or self.grad_accum < 1 or self.batch_size % self.grad_accum:
-            raise ValueError("steps >= 0, batch_size >= 1 and a batch_size divisible by grad_accum are required")
-
-
 # ------------------------------------------------------------------------------------------- distributed
 @dataclass
 class Dist:
@@ -272,17 +247,22 @@ class Dist:
         return self.rank == 0
 
 
-def init_distributed(device: str) -> Dist:
-    """``torchrun`` sets WORLD_SIZE/RANK: join the process group (NCCL on CUDA, Gloo on CPU)."""
+def init_distributed(device: str, timeout: datetime.timedelta | None = None) -> Dist:
+    """``torchrun`` sets WORLD_SIZE/RANK: join the process group once (NCCL on CUDA, Gloo otherwise), this rank's
+    GPU selected first. ``timeout``: how long a collective waits (the recipe's ranks wait while rank 0 runs the
+    per-image steps); default torch's."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist()
     import torch.distributed as dist
 
+    from ..devices import local_rank
+
+    cuda = str(device).startswith("cuda")
+    if cuda:
+        torch.cuda.set_device(torch.device(device) if ":" in str(device) else local_rank())
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    if device.startswith("cuda"):
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if cuda else "gloo", **({"timeout": timeout} if timeout is not None else {}))
     return Dist(dist.get_rank(), dist.get_world_size())
 
 
@@ -363,9 +343,13 @@ def _tensorboard(folder: Path):
 
 # ------------------------------------------------------------------------------------------- the loop
 class TrainLoop:
-    """Runs a :class:`Stage` for ``config.steps`` steps on batches from ``fetch(indices) -> batch``."""
+    """Runs a :class:`Stage` for ``config.steps`` steps on batches from ``fetch(indices) -> batch`` (on the stage's
+    device when ``config.device`` is None)."""
 
     def __init__(self, stage: Stage, fetch: Callable[[list[int]], Any], n_items: int, config: LoopConfig):
+        if config.device is None:
+            params = (p for m in stage.networks().values() for p in m.parameters())
+            config = replace(config, device=str(next(params, torch.empty(0)).device))
         self.stage, self.fetch, self.config = stage, fetch, config
         self.dist = init_distributed(config.device)
         self.sampler = BatchSampler(n_items, config.batch_size, config.seed, self.dist)
@@ -445,7 +429,7 @@ class TrainLoop:
         if not (resume and self.load_checkpoint()):
             torch.manual_seed(cfg.seed + self.dist.rank)
             random.seed(cfg.seed + self.dist.rank)
-        writer = _tensorboard(cfg.out_dir / "tb") if self.dist.main and cfg.extra.get("tensorboard", True) else None
+        writer = _tensorboard(cfg.out_dir / "tb") if self.dist.main and cfg.tensorboard else None
         from tqdm import tqdm
 
         bar = tqdm(total=cfg.steps, initial=self.step, desc=self.stage.name,

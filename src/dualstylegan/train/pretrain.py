@@ -1,4 +1,4 @@
-"""Stages I and II of DualStyleGAN's progressive fine-tuning (paper §3.3; SPEC §7, ``pretrain_dualstylegan.py``).
+"""Stages I and II of DualStyleGAN's progressive fine-tuning (paper §3.3; the reference's ``pretrain_dualstylegan.py``).
 
 **Stage I — initialisation** (:func:`init_dualstylegan`): the FFHQ StyleGAN2 becomes the intrinsic path
 ``generator``; the extrinsic path starts as (almost) nothing: every ModRes adds ≈ 1 % of a residual and every color
@@ -36,7 +36,7 @@ from torch import nn
 from ..losses import LOSS_SIZE, STAGE2_VGG_WEIGHTS, pool_to
 from ..nets.dualstylegan import DualStyleGAN, DualStyleGANConfig
 from ..nets.stylegan2 import Discriminator, Generator
-from .loop import GANStage, LoopConfig, TrainLoop, accumulate, as_networks, default_device, mixing_noise
+from .loop import GANStage, LoopConfig, TrainLoop, accumulate, as_networks, mixing_noise
 
 #: (inject index l, relative length) of stage II: pretrain_dualstylegan.py runs ``iter // 10`` iterations at l = 7,
 #: ``iter // 10`` at l = 6 and ``iter`` at l = 5 (300 / 300 / 3000 for its ``--iter 3000``).
@@ -324,18 +324,17 @@ def save_pretrained_stage(path: str | os.PathLike, stage: DualStyleGANStage) -> 
 
 def pretrain(ffhq: str | os.PathLike | Sequence[nn.Module] | Mapping[str, Any],
              encoder: str | os.PathLike | nn.Module | Callable, out_dir: str | os.PathLike,
-             vgg: str | os.PathLike | nn.Module | Callable, steps: int = PRETRAIN_STEPS, batch: int = 4, *,
-             faces: str | os.PathLike | None = None, n_sampled_faces: int = 70_000, resume: bool = True,
-             device: str | None = None, seed: int = 0, grad_accum: int = 1, amp: bool = False,
-             checkpoint_every: int = 500, sample_every: int = 300, log_every: int = 10, progress: bool = True,
-             hflip: bool = True, tensorboard: bool = True, **stage_kwargs: Any) -> DualStyleGAN:
+             vgg: str | os.PathLike | nn.Module | Callable, steps: int = PRETRAIN_STEPS, *,
+             loop: LoopConfig | None = None, faces: str | os.PathLike | None = None, n_sampled_faces: int = 70_000,
+             resume: bool = True, hflip: bool = True, **stage_kwargs: Any) -> DualStyleGAN:
     """Stages I + II: initialise DualStyleGAN from the FFHQ StyleGAN2 and pre-train its extrinsic path on faces.
 
     ``ffhq``: the rosinality ``stylegan2-ffhq-config-f.pt`` (its ``g_ema`` becomes the intrinsic path, its ``d`` the
     discriminator), a ``(generator, discriminator)`` pair, or a mapping {'g_ema' (or 'g'), 'd'}. ``encoder``:
     ``encoder.pt`` (the pSp Z+ encoder) or a module. ``vgg``: torchvision's ``vgg19`` weights file, a :class:`VGG19Features` or a
     perceptual-loss callable. ``faces``: a folder of aligned real faces (FFHQ) for D; without one, faces sampled
-    from the FFHQ generator are used. ``batch`` is per process (the reference: 4 per GPU). The run resumes from
+    from the FFHQ generator are used. ``loop``: how the loop runs (:class:`LoopConfig`; its batch is per process, the
+    reference: 4 per GPU). The run resumes from
     ``out_dir/checkpoint.pt``; ``stage_kwargs`` go to :class:`PretrainStage` (inject_schedule, subspace_freq, lr…).
 
     Writes ``out_dir/generator.pt`` ({'g', 'd', 'g_ema', 'g_optim', 'd_optim'}, the reference's
@@ -344,7 +343,8 @@ def pretrain(ffhq: str | os.PathLike | Sequence[nn.Module] | Mapping[str, Any],
     from .. import official
     from .finetune_stylegan import load_ffhq
 
-    device = device or default_device()
+    config = (loop or LoopConfig()).resolved(steps, out_dir)
+    device, seed = config.device, config.seed
     nets = as_networks(ffhq, load_ffhq, "the FFHQ model")
     stylegan = nets["g_ema"] if nets["g_ema"] is not None else nets["g"]
     d = nets["d"]
@@ -367,12 +367,8 @@ def pretrain(ffhq: str | os.PathLike | Sequence[nn.Module] | Mapping[str, Any],
     else:
         sampled = SampledFaces(stylegan, n=n_sampled_faces, seed=seed, device=device)
         fetch, n_items = sampled.fetch, len(sampled)
-    out = Path(out_dir)
-    config = LoopConfig(steps=steps, batch_size=batch, out_dir=out, seed=seed, grad_accum=grad_accum, amp=amp,
-                        checkpoint_every=checkpoint_every, sample_every=sample_every, log_every=log_every,
-                        progress=progress, device=device, extra={"tensorboard": tensorboard})
-    loop = TrainLoop(stage, fetch, n_items, config)
-    loop.run(resume=resume)
-    if loop.dist.main:
-        save_pretrained_stage(out / "generator.pt", stage)
+    trainer = TrainLoop(stage, fetch, n_items, config)
+    trainer.run(resume=resume)
+    if trainer.dist.main:
+        save_pretrained_stage(config.out_dir / "generator.pt", stage)
     return stage.g_ema
