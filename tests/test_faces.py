@@ -1,4 +1,5 @@
-"""dualstylegan.faces: dlib landmarks, the FFHQ alignment recipe (SPEC §8) and pasting a face back."""
+"""dualstylegan.faces: dlib landmarks, the FFHQ alignment recipe (``align_all_parallel.py``), the face the pipeline
+sees (prepare_face) and pasting a face back."""
 from __future__ import annotations
 
 import sys
@@ -118,7 +119,7 @@ def test_face_mask():
 def test_detect_landmarks(astronaut):
     needs_dlib()
     found = faces.detect_landmarks(astronaut)
-    assert len(found) >= 1
+    assert len(found) == 2  # her face, and a smaller face-like patch on her suit that dlib also finds
     assert all(lm.shape == (68, 2) for lm in found)
     el, er, mouth = eyes_and_mouth(found[0])
     assert 150 < el[0] < er[0] < 300 and 80 < el[1] < 150 and mouth[1] > el[1]  # the astronaut's face
@@ -129,7 +130,7 @@ def test_large_photo_is_searched_reduced(astronaut, monkeypatch):
     full = faces.detect_landmarks(astronaut)[0]
     monkeypatch.setattr(faces, "DETECT_MAX_SIDE", 320)  # as if the photo were larger than the limit
     reduced = faces.detect_landmarks(astronaut)
-    assert len(reduced) >= 1
+    assert len(reduced) == 2
     assert np.median(np.abs(reduced[0] - full)) < 3  # the landmarks are still found at full resolution
 
 
@@ -161,7 +162,7 @@ def test_eyes_land_where_ffhq_puts_them(aligned):
     face = aligned[1024]
     size = 1024
     again = faces.detect_landmarks(face.image)
-    assert len(again) >= 1
+    assert len(again) == 1
     el, er, mouth = (p / size for p in eyes_and_mouth(again[0]))
     mid = (el + er) / 2
     assert abs(mid[0] - 0.5) < 0.03
@@ -179,7 +180,7 @@ def test_align_all_faces_and_paths(astronaut, tmp_path):
     astronaut.save(p)
     first = faces.align(p, output_size=64)
     every = faces.align(astronaut, output_size=64, all_faces=True)
-    assert len(first) == 1 and len(every) >= 1
+    assert len(first) == 1 and len(every) == 2
     np.testing.assert_allclose(first[0].quad, every[0].quad)
 
 
@@ -213,3 +214,67 @@ def test_blank_image_has_no_face():
     with pytest.raises(faces.NoFaceError, match="no face"):
         faces.align(Image.new("RGB", (200, 200), (128, 128, 128)))
     assert faces.detect_landmarks(Image.new("L", (64, 64))) == []
+
+
+# ------------------------------------------------------------------------------------------------ prepare_face
+def test_face_size_is_the_encoders_input():
+    from dualstylegan.nets.encoder import ENCODER_INPUT_SIZE
+
+    assert faces.FACE_SIZE == ENCODER_INPUT_SIZE == 256
+
+
+@pytest.mark.parametrize("size, box", [((90, 60), (15, 0, 75, 60)), ((40, 70), (0, 15, 40, 55)),
+                                       ((256, 256), (0, 0, 256, 256))])
+def test_unaligned_photo_is_its_centred_square(size, box):
+    """align=False: the largest centred square, resized to FACE_SIZE², never squashed; its quad is that square."""
+    photo = textured(*size)
+    [face] = faces.prepare_face(photo, align=False)
+    expect = photo.crop(box)
+    expect = expect if expect.size == (256, 256) else expect.resize((256, 256), Image.LANCZOS)
+    assert face.image.size == (256, 256) and np.array_equal(np.asarray(face.image), np.asarray(expect))
+    left, top, right, bottom = box
+    np.testing.assert_allclose(face.quad, np.array([[left, top], [left, bottom], [right, bottom], [right, top]]) - 0.5)
+    # paste_back through that quad puts the (same-size) square back exactly, and nothing else changes
+    square = photo.crop(box)
+    back = faces.paste_back(Image.new("RGB", size), square, faces.center_quad(size), feather=0)
+    assert np.array_equal(np.asarray(back)[top:bottom, left:right], np.asarray(square))
+    assert not np.asarray(back)[:, :left].any() and not np.asarray(back)[:top].any()
+
+
+def test_prepare_face_reads_files_and_uprights_pil_images(tmp_path):
+    photo = textured(90, 60)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown rotated 90° clockwise
+    photo.save(tmp_path / "phone.jpg", exif=exif.tobytes(), quality=95)
+    from_file = faces.prepare_face(tmp_path / "phone.jpg", align=False)[0].image
+    with Image.open(tmp_path / "phone.jpg") as im:
+        from_pil = faces.prepare_face(im, align=False)[0].image  # the tag applies to a PIL image too
+    assert np.array_equal(np.asarray(from_file), np.asarray(from_pil))
+
+
+def test_aligned_faces_are_aligns(astronaut):
+    needs_dlib()
+    prepared = faces.prepare_face(astronaut, align=True, all_faces=True)
+    aligned = faces.align(astronaut, all_faces=True)
+    assert len(prepared) == len(aligned) == 2
+    for p, a in zip(prepared, aligned):
+        assert p.image.size == (256, 256) and np.array_equal(np.asarray(p.image), np.asarray(a.image))
+        np.testing.assert_array_equal(p.quad, a.quad)
+    assert len(faces.prepare_face(astronaut, align=True)) == 1
+
+
+def test_no_face_names_the_file(tmp_path):
+    needs_dlib()
+    wall = tmp_path / "wall.png"
+    Image.new("RGB", (120, 120), (128, 128, 128)).save(wall)
+    with pytest.raises(faces.NoFaceError, match=f"no face was found in {wall}; .*{faces.SKIP_ALIGNMENT}"):
+        faces.prepare_face(wall)
+    with pytest.raises(faces.NoFaceError, match="no face was found in the photo"):
+        faces.prepare_face(Image.open(wall))
+
+
+def test_missing_extra_is_the_users_error():
+    from dualstylegan.errors import is_user_error
+
+    e = faces.MissingExtraError("x")
+    assert isinstance(e, ImportError) and is_user_error(e)
