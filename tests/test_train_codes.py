@@ -2,20 +2,21 @@
 from __future__ import annotations
 
 import copy
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import build_tiny_pack
+
 from dualstylegan import official
 from dualstylegan.codes import CodeBank
 from dualstylegan.images import save_image
 from dualstylegan.nets.encoder import EncoderConfig, PSPEncoder
 from dualstylegan.nets.perceptual import LPIPS, VGG19Features
+from dualstylegan.refine import refine_extrinsic
 from dualstylegan.train.destylize import COLOR_KEEP_FROM, StyleImages, destylize, destylize_image, load_destylized
 from dualstylegan.train.fit_sampler import augment_codes, default_epochs, fit_sampler
-from dualstylegan.refine import refine_extrinsic
 from dualstylegan.train.refine_codes import refine_codes
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import NARROW_CHANNELS
 from PIL import Image
 
-from conftest import NARROW_CHANNELS
 from dualstylegan import official
 from dualstylegan.codes import CodeBank
 from dualstylegan.nets.encoder import EncoderConfig, PSPEncoder

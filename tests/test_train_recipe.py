@@ -95,8 +95,8 @@ def write_full_size_feature_nets(root: Path) -> dict[str, Path]:
 def narrow_vgg19(divide: int = 16):
     """A VGG19Features with 1/``divide`` of the channels in every layer (same layers, taps and input scaling),
     random weights."""
-    from dualstylegan.nets.perceptual import IMAGENET_MEAN, IMAGENET_STD, VGG19_CFG, VGG19Features, make_vgg_features
-    from dualstylegan.nets.perceptual import relu_indices
+    from dualstylegan.nets.perceptual import (IMAGENET_MEAN, IMAGENET_STD, VGG19_CFG, VGG19Features, make_vgg_features,
+                                              relu_indices)
 
     class NarrowVGG19(VGG19Features):
         def __init__(self):
@@ -361,10 +361,10 @@ def test_step_verb_needs_the_earlier_steps(tmp_path):
 
 # ------------------------------------------------------------------------------------------- settings
 def test_reference_defaults_and_scaling():
+    from dualstylegan.refine import REFINE_ITERATIONS
     from dualstylegan.train.destylize import DESTYLIZE_ITERATIONS
     from dualstylegan.train.finetune import FINETUNE_STEPS
     from dualstylegan.train.pretrain import PRETRAIN_STEPS
-    from dualstylegan.refine import REFINE_ITERATIONS
     from dualstylegan.train.recipe import RecipeConfig
 
     c = RecipeConfig()

@@ -76,7 +76,8 @@ def prepare_style_images(src_folder: str | os.PathLike, dst_folder: str | os.Pat
     files = [p for p in iter_image_files(src) if not p.name.startswith(".")]
     caught: tuple[type[Exception], ...] = (ImageError,)
     if align:
-        from ..faces import NoFaceError, align as align_faces
+        from ..faces import NoFaceError
+        from ..faces import align as align_faces
 
         caught += (NoFaceError,)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,8 +84,7 @@ class StyleImages(Mapping):
         if name in self._tensors:
             return self._tensors[name]
         if name in self._files:
-            from ..images import load_image, to_tensor
-            from ..images import center_square
+            from ..images import center_square, load_image, to_tensor
 
             return to_tensor(center_square(load_image(self._files[name]), self.size))
         raise KeyError(f"there is no style image named {name!r}")

@@ -82,7 +82,7 @@ class StyleSet:
 
     @classmethod
     def from_files(cls, image_folder: str | os.PathLike, exstyle_codes, instyle_codes, size: int,
-                   hflip: bool = True, device: str | torch.device = "cpu") -> "StyleSet":
+                   hflip: bool = True, device: str | torch.device = "cpu") -> StyleSet:
         """The reference's inputs: ``images/train/`` (the style images, any size: centre-cropped and resized to
         ``size``), ``exstyle_code.npy`` and ``instyle_code.npy`` (paths or :class:`CodeBank`). Exemplars are taken in
         the intrinsic bank's order; every one needs an extrinsic code and an image of the same file name."""
@@ -126,8 +126,7 @@ class StyleSet:
 
 def _load_square(path: Path, size: int) -> torch.Tensor:
     """An image file as (3, size, size) in [−1, 1] (:func:`dualstylegan.images.load_image`, centre square)."""
-    from ..images import load_image
-    from ..images import center_square
+    from ..images import center_square, load_image
 
     arr = np.asarray(center_square(load_image(path), size), dtype=np.float32)
     return torch.from_numpy(arr.copy()).permute(2, 0, 1) / 127.5 - 1

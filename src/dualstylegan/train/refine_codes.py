@@ -18,8 +18,7 @@ import torch
 from torch import nn
 
 from ..codes import CodeBank
-from ..refine import (LR_COLOR, LR_NOISE, LR_STRUCTURE, NOISE_WEIGHT, REFINE_ITERATIONS, LossFn,
-                      refine_extrinsic)
+from ..refine import LR_COLOR, LR_NOISE, LR_STRUCTURE, NOISE_WEIGHT, REFINE_ITERATIONS, LossFn, refine_extrinsic
 from .destylize import ImageInput, StyleImages, record_path
 
 log = logging.getLogger(__name__)
