@@ -182,6 +182,21 @@ def test_style_id_out_of_range(tiny_pipeline, face_tensor):
         tiny_pipeline.transfer(face_tensor, "nobody.png")
 
 
+def test_generate_is_the_reference_call(tiny_pipeline):
+    """generate = generate.py: z and the sampler's structure / color noise from one seeded generator, the sampled
+    Z+ code mapped by the generator, DualStyleGAN at truncation 0.5 toward 0 with the preset weights."""
+    p = tiny_pipeline
+    g = torch.Generator().manual_seed(4)
+    z = torch.randn(2, 512, generator=g)
+    s_noise = torch.randn(2, p.sampler.structure.config.noise_dim, generator=g)
+    c_noise = torch.randn(2, p.sampler.color.config.noise_dim, generator=g)
+    with torch.no_grad():
+        ex = p.generator.map_extrinsic(p.sampler(s_noise, c_noise))
+        expect, _ = p.generator([z], ex, truncation=0.5, truncation_latent=0, use_res=True,
+                                interp_weights=[0.75] * 7 + [1] * 11, randomize_noise=False)
+    torch.testing.assert_close(p.generate(2, seed=4), expect.clamp(-1, 1))
+
+
 def test_generate_fixes_parts(tiny_pipeline):
     p = tiny_pipeline
     a = p.generate(3, seed=0)
@@ -203,9 +218,20 @@ def test_blend_endpoints_are_transfers(tiny_pipeline, face_tensor):
 
 
 def test_reconstruction_and_exemplar_render(tiny_pipeline, face_tensor):
-    r = tiny_pipeline.transfer(face_tensor, 0, reconstruct=True)
-    assert r.reconstruction.shape == (1, 3, 256, 256)
-    assert tiny_pipeline.render_exemplar(1).shape == (1, 3, 256, 256)
+    """The reconstruction is the encoder's decoder on the intrinsic code (style_transfer.py's img_rec); an exemplar
+    renders as its Z+ code for both paths at w = 1, both pooled to 256²."""
+    import torch.nn.functional as F
+
+    p = tiny_pipeline
+    r = p.transfer(face_tensor, 0, reconstruct=True)
+    with torch.no_grad():
+        rec, _ = p.decoder([r.intrinsic], z_plus_latent=True, randomize_noise=False)
+        ex = p.codes.code(1)
+        render, _ = p.generator([ex], p.generator.map_extrinsic(ex), z_plus_latent=True, use_res=True,
+                                interp_weights=[1.0] * 18, randomize_noise=False)
+    torch.testing.assert_close(r.reconstruction, F.adaptive_avg_pool2d(rec.clamp(-1, 1), 256))
+    torch.testing.assert_close(p.render_exemplar(1), F.adaptive_avg_pool2d(render.clamp(-1, 1), 256))
+    torch.testing.assert_close(p.render_exemplar(1, size=32), F.adaptive_avg_pool2d(render.clamp(-1, 1), 32))
 
 
 def _rec_error(p, code, target, extrinsic=None):

@@ -172,3 +172,14 @@ def test_a_pack_without_sampler_or_wplus(tiny_pipeline, photo):
         app.transfer("bare", str(photo), False, web.GALLERY, 0, None, 0.5, 1, False, "", False, 0.75, "W+")
     assert torch.equal(bare.transfer(to_tensor(prepare_face(photo, align=False)[0].image), 0).image,
                        p.transfer(to_tensor(prepare_face(photo, align=False)[0].image), 0).image)
+
+
+def test_the_page_and_the_cli_write_the_same_portrait(app, tiny_pack, photo, tmp_path):
+    """One face preparation and one naming for both front ends: a non-square photo, unaligned, gives the same file."""
+    from dualstylegan import cli
+
+    v = app.transfer("tiny", str(photo), False, web.GALLERY, 2, None, 0.5, 1.0, False, "", False, 0.75, "Z+")
+    assert cli.main(["transfer", str(photo), "--no-align", "--style", str(tiny_pack), "--style-id", "2",
+                     "--structure", "0.5", "--device", "cpu", "--quiet", "-o", str(tmp_path / "out")]) == 0
+    written = tmp_path / "out" / Path(v.png).name
+    assert np.array_equal(pixels(Image.open(written)), pixels(Image.open(v.png)))
