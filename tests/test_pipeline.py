@@ -263,3 +263,15 @@ def test_refine_lowers_the_exemplar_reconstruction_error(tiny_pipeline, face_ten
     assert not torch.equal(p.transfer(face_tensor, exemplar, refine=2).extrinsic, start)
     with pytest.raises(ValueError, match="image"):
         p.transfer(face_tensor, 0, refine=2)
+
+
+def test_from_pretrained_resolves_the_device(tiny_pack):
+    """device="auto" is dualstylegan.devices' rule (a GPU when there is one); a missing one is one sentence."""
+    from dualstylegan.devices import resolve_device
+    from dualstylegan.errors import UsageError
+
+    p = StyleTransferPipeline.from_pretrained(str(tiny_pack), device="auto")
+    assert p.device.type == torch.device(resolve_device("auto")).type
+    if not torch.cuda.is_available():
+        with pytest.raises(UsageError, match="no CUDA GPU"):
+            StyleTransferPipeline.from_pretrained(str(tiny_pack), device="cuda")

@@ -2,6 +2,13 @@
 
 image → align → encode (intrinsic code) ─┐
 exemplar (style id / name / any image) → extrinsic code ─→ DualStyleGAN(w) → portrait
+
+The networks of a style pack and three calls: :meth:`~StyleTransferPipeline.transfer` (the reference's
+``style_transfer.py``), :meth:`~StyleTransferPipeline.generate` (``generate.py``, §3.4) and
+:meth:`~StyleTransferPipeline.blend` (Fig. 13); the generator is ``model/dualstylegan.py``'s. Preparing a photo's
+face is :func:`dualstylegan.faces.prepare_face`; stylising files is :func:`dualstylegan.batch.stylize_files`; the
+per-style weight presets are :func:`dualstylegan.styles.get_style`'s and the default truncations
+:mod:`dualstylegan.defaults`'.
 """
 from __future__ import annotations
 
