@@ -146,6 +146,7 @@ class StyleTransferPipeline:
         from .devices import resolve_device
         from .hub import resolve_style_pack
 
+        device = resolve_device(device) if isinstance(device, str) else device  # refused before anything loads
         files = resolve_style_pack(str(name_or_path), need_sampler=sampler, need_wplus=wplus, **hub_kwargs)
         generator = official.load_dualstylegan(files.generator)
         encoder, decoder = official.load_encoder(files.encoder)
@@ -161,7 +162,7 @@ class StyleTransferPipeline:
                                  f"come from different models.")
         pipe = cls(generator, encoder, codes, decoder=decoder, encoder_wplus=encoder_wplus, sampler=style_sampler,
                    style=files.name, cuda_graphs=cuda_graphs)
-        return pipe.to(resolve_device(device) if isinstance(device, str) else device, dtype)
+        return pipe.to(device, dtype)
 
     def to(self, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> "StyleTransferPipeline":
         for name in ("generator", "encoder", "encoder_wplus", "decoder", "sampler"):
