@@ -76,12 +76,13 @@ def test_training_with_bf16_autocast_on_cuda_resumes_exactly(tmp_path):
 
     from dualstylegan.checkpoints import load_torch_file
     from dualstylegan.train.data import prepare_style_images
+    from dualstylegan.train.config import LoopConfig
     from dualstylegan.train.finetune_stylegan import finetune_stylegan
 
     write_style_set(tmp_path / "raw")
     prepare_style_images(tmp_path / "raw", tmp_path / "prep", size=SIZE, align=False, progress=False)
-    kw = dict(batch=4, device="cuda", amp=True, checkpoint_every=2, sample_every=0, progress=False,
-              tensorboard=False, d_reg_every=2, g_reg_every=3)
+    kw = dict(loop=LoopConfig(batch_size=4, device="cuda", amp=True, checkpoint_every=2, sample_every=0,
+                              progress=False, tensorboard=False), d_reg_every=2, g_reg_every=3)
     whole = finetune_stylegan(tiny_nets(), tmp_path / "prep", tmp_path / "whole", steps=4, **kw)
     finetune_stylegan(tiny_nets(), tmp_path / "prep", tmp_path / "split", steps=2, name="first", **kw)
     split = finetune_stylegan(tiny_nets(), tmp_path / "prep", tmp_path / "split", steps=4, **kw)

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from dualstylegan.nets.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
-from dualstylegan.train.augment import ADA, P_MAX, augment
+from dualstylegan.train.ada import ADA, augment
 from dualstylegan.train.data import ImageFolderDataset, prepare_style_images
 from dualstylegan.train.finetune_stylegan import FinetuneStyleGAN, finetune_stylegan
 from dualstylegan.train.loop import LoopConfig, TrainLoop
@@ -98,7 +98,7 @@ def test_dataset_fetch_is_deterministic_and_flips(prepared):
 
 # ------------------------------------------------------------------------------------------- ADA
 def test_ada_p_rises_when_d_is_overconfident_and_falls_otherwise():
-    ada = ADA(target=0.6, interval=2, adjust=0.05)
+    ada = ADA(target=0.6, interval=2, interval_images=0, adjust=0.05)
     for _ in range(10):
         logs = ada.update(torch.full((4, 1), 3.0))  # D sure that every real is real: r_t = 1
     assert ada.p == pytest.approx(0.25) and logs["ada_rt"] == 1.0
@@ -108,12 +108,11 @@ def test_ada_p_rises_when_d_is_overconfident_and_falls_otherwise():
     assert ada.p == pytest.approx(0.10)
     ada.load_state(state)
     assert ada.p == pytest.approx(0.25)
-    speed = ADA(interval=1, speed_kimg=0.008)  # 8 images move p all the way
+    speed = ADA(interval=1, interval_images=8, speed_kimg=0.008)  # 8 images move p all the way, once 8 are seen
     speed.update(torch.ones(4))
-    assert speed.p == pytest.approx(0.5)
+    assert speed.p == 0.0
     speed.update(torch.ones(4))
-    speed.update(torch.ones(4))
-    assert speed.p == P_MAX < 1
+    assert speed.p == 1.0
 
 
 def test_augment_is_identity_at_p0_and_differentiable():

@@ -225,7 +225,7 @@ def own_copy(trained: dict, tmp_path: Path) -> dict:
 def test_train_writes_a_pack_that_transfer_loads(trained, tmp_path):
     from dualstylegan.codes import CodeBank
     from dualstylegan.pipeline import StyleTransferPipeline
-    from dualstylegan.train.step import step_names
+    from dualstylegan.train.steps import step_names
 
     work, pack = trained["work"], trained["out"] / NAME
     for step in step_names():
@@ -263,7 +263,7 @@ def test_train_writes_a_pack_that_transfer_loads(trained, tmp_path):
 
 def test_second_run_skips_every_step(trained):
     """On the module's run itself: it changes nothing there (recipe.json is written again, the same)."""
-    from dualstylegan.train.step import step_names
+    from dualstylegan.train.steps import step_names
 
     before, recipe = markers(trained["work"]), (trained["work"] / "recipe.json").read_text()
     rc, stdout, stderr = run_cli(trained["argv"])
@@ -364,18 +364,21 @@ def test_reference_defaults_and_scaling():
     from dualstylegan.refine import REFINE_ITERATIONS
     from dualstylegan.train.destylize import DESTYLIZE_ITERATIONS
     from dualstylegan.train.finetune import FINETUNE_STEPS
+    from dualstylegan.train.finetune_stylegan import FINETUNE_STYLEGAN_STEPS
     from dualstylegan.train.pretrain import PRETRAIN_STEPS
     from dualstylegan.train.recipe import RecipeConfig
+    from dualstylegan.train.steps import destylize, finetune, finetune_stylegan, fit_sampler, pretrain
 
     c = RecipeConfig()
     assert (c.size, c.batch) == (1024, 4)
-    assert [c.iterations(f) for f in ("finetune_stylegan_iters", "destylize_iters", "pretrain_iters",
-                                      "finetune_iters", "refine_iters")] == \
-        [600, DESTYLIZE_ITERATIONS, PRETRAIN_STEPS, FINETUNE_STEPS, REFINE_ITERATIONS] == [600, 300, 3600, 1500, 100]
-    assert c.sampler_epochs_for(200) == 500 and c.sampler_epochs_for(3) == 500_000 // 999
+    assert [finetune_stylegan.iterations(c), destylize.iterations(c), pretrain.iterations(c),
+            finetune.iterations(c), c.iterations("refine_iters", REFINE_ITERATIONS)] == \
+        [FINETUNE_STYLEGAN_STEPS, DESTYLIZE_ITERATIONS, PRETRAIN_STEPS, FINETUNE_STEPS, REFINE_ITERATIONS] == \
+        [600, 300, 3600, 1500, 100]
+    assert fit_sampler.epochs_for(c, 200) == 500 and fit_sampler.epochs_for(c, 3) == 500_000 // 999
     quick = RecipeConfig(scale=0.01)
-    assert quick.iterations("finetune_stylegan_iters") == 6 and quick.iterations("refine_iters") == 1
-    assert RecipeConfig(finetune_iters=1400).iterations("finetune_iters") == 1400
+    assert finetune_stylegan.iterations(quick) == 6 and quick.iterations("refine_iters", REFINE_ITERATIONS) == 1
+    assert finetune.iterations(RecipeConfig(finetune_iters=1400)) == 1400
     assert RecipeConfig().preset("caricature") == (4.0, 0.005)
     assert RecipeConfig(style="anime").preset("mine") == (1.0, 0.02)
     assert RecipeConfig(lambda_id=0).preset("cartoon") == (0.0, 0.015)

@@ -1,4 +1,4 @@
-"""StyleTransferPipeline: content photo + exemplar → artistic portrait (paper §3.3, Fig. 1), inference only.
+"""StyleTransferPipeline: content photo + exemplar → artistic portrait (paper §3.2, Fig. 1–2), inference only.
 
 image → align → encode (intrinsic code) ─┐
 exemplar (style id / name / any image) → extrinsic code ─→ DualStyleGAN(w) → portrait

@@ -48,7 +48,7 @@ def _options(p: argparse.ArgumentParser) -> None:
 
 def add_parsers(sub) -> None:
     """Add ``train`` and the per-step verbs to the main CLI's subparsers."""
-    from .step import steps
+    from .steps import steps
 
     registered = steps()
     p = sub.add_parser("train", help="train a new style from a folder of style images (every step; re-run to resume)",
@@ -104,7 +104,7 @@ def cmd_train(args) -> int:
 
 def cmd_step(args) -> int:
     from .recipe import Recipe
-    from .step import get_step
+    from .steps import get_step
 
     step = get_step(args.step)
     config, files = _overrides(args)

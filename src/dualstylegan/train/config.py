@@ -166,20 +166,15 @@ class RecipeConfig:
         if self.min_images < 1:
             raise ValueError("min_images must be >= 1")
 
-    def iterations(self, field_name: str) -> int:
-        """The iteration count of a step (its field or the reference default, times ``scale``, at least 1)."""
+    def iterations(self, field_name: str, reference: int) -> int:
+        """The iteration count of a step: its field, or ``reference`` (the stage's reference default, which the
+        step passes: this module imports no stage), times ``scale``, at least 1."""
         value = getattr(self, field_name)
-        if value is None:
-            value = _reference_defaults()[field_name]
-        return max(1, round(int(value) * self.scale))
+        return self.scaled(reference if value is None else value)
 
-    def sampler_epochs_for(self, n_codes: int) -> int:
-        from .fit_sampler import augmented_count, default_epochs
-
-        epochs = self.sampler_epochs
-        if epochs is None:
-            epochs = default_epochs(augmented_count(n_codes))
-        return max(1, round(int(epochs) * self.scale))
+    def scaled(self, count: int) -> int:
+        """``count`` times ``scale``, at least 1."""
+        return max(1, round(int(count) * self.scale))
 
     def preset(self, name: str | None) -> tuple[float, float]:
         """(λ_ID, λ_reg) of the run: ``style``'s (else the run's name's when registered), overridden by the
@@ -204,17 +199,6 @@ class RecipeConfig:
     def from_dict(cls, d: Mapping[str, Any]) -> RecipeConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
-
-
-def _reference_defaults() -> dict[str, int]:
-    from ..refine import REFINE_ITERATIONS
-    from .destylize import DESTYLIZE_ITERATIONS
-    from .finetune import FINETUNE_STEPS
-    from .finetune_stylegan import FINETUNE_STYLEGAN_STEPS
-    from .pretrain import PRETRAIN_STEPS
-
-    return {"finetune_stylegan_iters": FINETUNE_STYLEGAN_STEPS, "destylize_iters": DESTYLIZE_ITERATIONS,
-            "pretrain_iters": PRETRAIN_STEPS, "finetune_iters": FINETUNE_STEPS, "refine_iters": REFINE_ITERATIONS}
 
 
 __all__ = ["MIN_STYLE_IMAGES", "LoopConfig", "RecipeConfig", "option", "positive_float", "positive_int"]

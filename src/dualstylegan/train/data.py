@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -143,10 +142,9 @@ class ImageFolderDataset:
         """Image ``i`` as a uint8 (3, size, size) tensor."""
         if i in self._cache:
             return self._cache[i]
-        from ..images import load_image
+        from ..images import load_square
 
-        img = center_square(load_image(self.files[i]), self.size)
-        t = torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).contiguous()
+        t = load_square(self.files[i], self.size, uint8=True)[0]
         if self.cache:
             self._cache[i] = t
         return t

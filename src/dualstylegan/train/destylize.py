@@ -84,9 +84,9 @@ class StyleImages(Mapping):
         if name in self._tensors:
             return self._tensors[name]
         if name in self._files:
-            from ..images import center_square, load_image, to_tensor
+            from ..images import load_square
 
-            return to_tensor(center_square(load_image(self._files[name]), self.size))
+            return load_square(self._files[name], self.size)
         raise KeyError(f"there is no style image named {name!r}")
 
     def __contains__(self, name: object) -> bool:

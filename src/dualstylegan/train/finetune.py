@@ -32,10 +32,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
+from ..images import load_square
 from ..losses import STAGE3_VGG_WEIGHTS
 from ..nets.dualstylegan import DualStyleGAN
 from ..nets.stylegan2 import Discriminator
@@ -102,7 +102,7 @@ class StyleSet:
             path = folder / name
             if not path.is_file():
                 raise FileNotFoundError(f"the style image {name} (named in {instyle_bank.source}) is not in {folder}.")
-            images.append(_load_square(path, size))
+            images.append(load_square(path, size)[0])
             ins.append(instyle_bank[name])
             exs.append(exstyle_bank[name])
         return cls(torch.stack(images), torch.stack(ins), torch.stack(exs), names=instyle_bank.names, hflip=hflip,
@@ -122,14 +122,6 @@ class StyleSet:
                 "instyle": self.instyles[idx].to(self.device), "exstyle": self.exstyles[idx].to(self.device)}
 
     __call__ = fetch
-
-
-def _load_square(path: Path, size: int) -> torch.Tensor:
-    """An image file as (3, size, size) in [−1, 1] (:func:`dualstylegan.images.load_image`, centre square)."""
-    from ..images import center_square, load_image
-
-    arr = np.asarray(center_square(load_image(path), size), dtype=np.float32)
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1) / 127.5 - 1
 
 
 # ------------------------------------------------------------------------------------------- stage III

@@ -9,9 +9,10 @@ per step) and adaptive discriminator augmentation of both the real and the fake 
 :data:`FINETUNE_STYLEGAN_STEPS` = 600 iterations at batch 4 × 8 GPUs. Destylization
 (:mod:`dualstylegan.train.destylize`) then reads ``finetune-000600.pt``'s ``g_ema`` as g′.
 
-Deliberate differences from the reference: the augmentation is the compact differentiable pipeline of
-:mod:`dualstylegan.train.augment` (StyleGAN2-ADA's ``bgc`` transforms), not rosinality's ``non_leaking`` one; the
-written file holds ``d`` besides ``g_ema``. The EMA decay is kept the reference's constant per step whatever the
+Deliberate differences from the reference: the augmentation is the full ADA pipeline with the paper's parameter
+distributions and an exactly aligned warp (:mod:`dualstylegan.train.ada`, which lists where it differs from
+``non_leaking.py``; ``augment_kwargs={"flavor": "non_leaking"}`` draws as that file does); the written file holds
+``d`` besides ``g_ema``. The EMA decay is kept the reference's constant per step whatever the
 batch, like every stage's (:data:`~.loop.EMA_DECAY`): scaled with the batch, one GPU's batch of 4 would leave g_ema
 ~85 % FFHQ weights after the 600 steps.
 """
@@ -36,7 +37,7 @@ class FinetuneStyleGAN(GANStage):
     images. Networks ``g``, ``d``, ``g_ema`` (a copy of ``g`` unless given); optimizers ``g``, ``d``; every
     parameter of g trains and the EMA covers all of g. ``kwargs``: the schedule of :class:`~.loop.GANStage` (lr, r1,
     d_reg_every, path_regularize, g_reg_every, path_batch_shrink, mixing, augment, augment_p, ada_target, ada_kimg,
-    ada_interval, ema_decay, augment_kwargs). The batch is D's real style images (B, 3, size, size).
+    ada_interval, ada_interval_images, ema_decay, augment_kwargs). The batch is D's real style images (B, 3, size, size).
     """
 
     name = "finetune_stylegan"

@@ -103,9 +103,12 @@ class GANStage(Stage):
     fake inputs, and an EMA ``g_ema`` (a copy of ``g`` unless given) updated after every step by
     :meth:`update_ema` with ``ema_decay``.
 
-    ``augment=False`` turns augmentation off; ``augment_p > 0`` fixes p instead of adapting it. The ADA controller
-    follows the reference (rosinality ``AdaptiveAugment``): p moves by (images seen) / (ada_kimg·1000) every
-    ``ada_interval`` steps toward r_t = ``ada_target``. ``mean_path_length`` and the ADA state are checkpointed.
+    ``augment=False`` turns augmentation off; ``augment_p > 0`` fixes p instead of adapting it. Augmentation is
+    the full ADA pipeline (:mod:`dualstylegan.train.ada`: Karras et al. 2020's 12 transforms, one warp, one color
+    matrix; ``augment_kwargs`` set strengths, ``flavor``, ``blit``). Its controller follows the reference
+    (``non_leaking.AdaptiveAugment(0.6, 500k, 8)``): once ``ada_interval`` steps and ``ada_interval_images`` real
+    predictions have gone by, p moves by (predictions) / (ada_kimg·1000) toward r_t = ``ada_target``.
+    ``mean_path_length`` and the ADA state are checkpointed.
 
     Subclasses define :meth:`d_loss`, :meth:`g_loss` and :meth:`path_loss` (with :meth:`d_adversarial`,
     :meth:`path_length_penalty`); :meth:`d_real` says which images of a batch are D's reals (for R1).
@@ -114,9 +117,10 @@ class GANStage(Stage):
     def __init__(self, g: nn.Module, d: nn.Module, g_ema: nn.Module | None, g_params: Sequence[nn.Parameter], *,
                  lr: float = 0.002, r1: float = 10.0, d_reg_every: int = 16, path_regularize: float = 2.0,
                  g_reg_every: int = 4, path_batch_shrink: int = 2, mixing: float = 0.9, augment: bool = True,
-                 augment_p: float = 0.0, ada_target: float = 0.6, ada_kimg: float = 500, ada_interval: int = 8,
-                 ema_decay: float = EMA_DECAY, augment_kwargs: Mapping[str, Any] | None = None):
-        from .augment import ADA
+                 augment_p: float = 0.0, ada_target: float = 0.6, ada_kimg: float = 500, ada_interval: int = 1,
+                 ada_interval_images: int = 8, ema_decay: float = EMA_DECAY,
+                 augment_kwargs: Mapping[str, Any] | None = None):
+        from .ada import ADA
 
         self.g, self.d = g, d
         self.g_ema = g_ema if g_ema is not None else copy.deepcopy(g)
@@ -130,7 +134,8 @@ class GANStage(Stage):
                     "d": lazy_adam(d.parameters(), lr, self.d_reg_every if self.r1 > 0 else 0)}
         self.augment_kwargs = dict(augment_kwargs or {})
         self.augment_enabled, self.fixed_p = bool(augment), float(augment_p)
-        self.ada = (ADA(target=ada_target, speed_kimg=ada_kimg, interval=ada_interval, **self.augment_kwargs)
+        self.ada = (ADA(target=ada_target, speed_kimg=ada_kimg, interval=ada_interval,
+                        interval_images=ada_interval_images, **self.augment_kwargs)
                     if augment and augment_p <= 0 else None)
         self.mean_path_length: torch.Tensor | float = 0.0
 
@@ -168,7 +173,7 @@ class GANStage(Stage):
         return self.ada.p if self.ada is not None else self.fixed_p
 
     def aug(self, x: torch.Tensor) -> torch.Tensor:
-        from .augment import augment
+        from .ada import augment
 
         return augment(x, self.p, **self.augment_kwargs) if self.augment_enabled else x
 

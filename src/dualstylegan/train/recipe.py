@@ -38,7 +38,8 @@ from typing import Any
 
 from ..atomic import read_json, write_json
 from .config import MIN_STYLE_IMAGES, LoopConfig, RecipeConfig
-from .step import RecipeError, Step, get_step, step_names, steps
+from .step import RecipeError, Step
+from .steps import get_step, step_names, steps
 from .weights import WEIGHT_FILES, FeatureNets, MissingWeightsError, find_weights, load_feature_net, lpips_is_full
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 Three tabs, each one pipeline call:
 
 * **Transfer** — a photo (aligned like FFHQ unless asked not to) and an exemplar (a code-bank exemplar picked from a
-  gallery of thumbnails, or any image) → an artistic portrait (§3.3, ``style_transfer.py``); structure / color
+  gallery of thumbnails, or any image) → an artistic portrait (§3.2, ``style_transfer.py``); structure / color
   weights (layers 1–7 / 8–18, §3.2) or all 18 per-layer weights, color preservation, truncation, Z+ or W+ encoding.
 * **Random portraits** — random faces in random styles of the pack with the extrinsic style sampler (§3.4,
   ``generate.py``).

@@ -1,6 +1,6 @@
 """The web app's behaviour, without Gradio: :class:`StyleApp`, whose handlers take and return plain values.
 
-Each handler is one library call — :meth:`StyleApp.transfer` is ``style_transfer.py``'s transfer (paper §3.3) of a
+Each handler is one library call — :meth:`StyleApp.transfer` is ``style_transfer.py``'s transfer (paper §3.2) of a
 face prepared by :func:`dualstylegan.faces.prepare_face`, :meth:`StyleApp.random` is ``generate.py`` (§3.4),
 :meth:`StyleApp.blend` interpolates extrinsic codes (Fig. 13) — on a pipeline of :class:`Pipelines`. Handlers
 raise; :meth:`StyleApp.message` turns an exception into the sentence the page shows: the user's error in its own
@@ -368,7 +368,7 @@ class StyleApp:
     def transfer(self, name: str, photo: str | None, align: bool, source: str, style_id, exemplar_path: str | None,
                  structure: float, color: float, per_layer: bool, weights_text: str, preserve_color: bool,
                  truncation: float, encoder: str, progress: Progress = _quiet) -> TransferView:
-        """The Transfer tab (``style_transfer.py``, §3.3): photo + exemplar (a gallery id or an uploaded image)."""
+        """The Transfer tab (``style_transfer.py``, §3.2): photo + exemplar (a gallery id or an uploaded image)."""
         from ..images import to_image, to_tensor
 
         t0 = time.perf_counter()

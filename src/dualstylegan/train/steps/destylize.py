@@ -7,9 +7,15 @@ from pathlib import Path
 from ..step import Step, register_step, to_device
 
 
+def iterations(config) -> int:
+    from ..destylize import DESTYLIZE_ITERATIONS
+
+    return config.iterations("destylize_iters", DESTYLIZE_ITERATIONS)
+
+
 def settings(recipe) -> dict:
     c = recipe.config
-    return {"iters": c.iterations("destylize_iters"), "seed": c.seed}
+    return {"iters": iterations(c), "seed": c.seed}
 
 
 def run(recipe, folder: Path):
@@ -25,7 +31,7 @@ def run(recipe, folder: Path):
     encoder, _ = official.load_encoder(recipe.weights("encoder"), z_plus=True, with_decoder=False)
     lpips, id_loss = to_device(recipe.feature("lpips"), device), to_device(recipe.feature("identity"), device)
     destylize(recipe.images_dir, encoder.to(device), g_prime, g, lpips, id_loss, folder,
-              c.iterations("destylize_iters"), seed=c.seed, progress=c.progress)
+              iterations(c), seed=c.seed, progress=c.progress)
     del g_prime, g, encoder
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

@@ -7,10 +7,16 @@ from pathlib import Path
 from ..step import Step, register_step
 
 
+def iterations(config) -> int:
+    from ..finetune import FINETUNE_STEPS
+
+    return config.iterations("finetune_iters", FINETUNE_STEPS)
+
+
 def settings(recipe) -> dict:
     c = recipe.config
     lam_id, lam_reg = c.preset(recipe.name)
-    return {"iters": c.iterations("finetune_iters"), "seed": c.seed, "lambda_id": lam_id, "lambda_reg": lam_reg}
+    return {"iters": iterations(c), "seed": c.seed, "lambda_id": lam_id, "lambda_reg": lam_reg}
 
 
 def needs(recipe) -> tuple[str, ...]:
@@ -24,7 +30,7 @@ def run(recipe, folder: Path):
     c = recipe.config
     lam_id, lam_reg = c.preset(recipe.name)
     finetune(recipe.output("pretrain", "generator"), recipe.images_dir, folder, recipe.feature("vgg"),
-             id_loss=recipe.feature("identity") if lam_id > 0 else None, steps=c.iterations("finetune_iters"),
+             id_loss=recipe.feature("identity") if lam_id > 0 else None, steps=iterations(c),
              loop=recipe.loop_config(), exstyle_codes=recipe.output("destylize", "exstyle"),
              instyle_codes=recipe.output("destylize", "instyle"), lambda_id=lam_id, lambda_reg=lam_reg)
     return {"generator": folder / "generator.pt"}, {}

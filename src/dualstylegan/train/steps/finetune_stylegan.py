@@ -8,9 +8,15 @@ from pathlib import Path
 from ..step import Step, register_step
 
 
+def iterations(config) -> int:
+    from ..finetune_stylegan import FINETUNE_STYLEGAN_STEPS
+
+    return config.iterations("finetune_stylegan_iters", FINETUNE_STYLEGAN_STEPS)
+
+
 def settings(recipe) -> dict:
     c = recipe.config
-    return {"iters": c.iterations("finetune_stylegan_iters"), "seed": c.seed}
+    return {"iters": iterations(c), "seed": c.seed}
 
 
 def run(recipe, folder: Path):
@@ -18,7 +24,7 @@ def run(recipe, folder: Path):
 
     c = recipe.config
     path = finetune_stylegan(os.fspath(recipe.weights("ffhq")), recipe.images_dir, folder,
-                             steps=c.iterations("finetune_stylegan_iters"), loop=recipe.loop_config(), size=c.size)
+                             steps=iterations(c), loop=recipe.loop_config(), size=c.size)
     return {"g_prime": path}, {}
 
 

@@ -12,6 +12,14 @@ def settings(recipe) -> dict:
     return {"epochs": c.sampler_epochs, "scale": c.scale, "seed": c.seed}
 
 
+def epochs_for(config, n_codes: int) -> int:
+    """The sampler's epochs: ``sampler_epochs``, or 500 000 / (augmented code count) as the reference, scaled."""
+    from ..fit_sampler import augmented_count, default_epochs
+
+    epochs = config.sampler_epochs
+    return config.scaled(default_epochs(augmented_count(n_codes)) if epochs is None else epochs)
+
+
 def run(recipe, folder: Path):
     from ... import official
     from ...codes import CodeBank
@@ -19,7 +27,7 @@ def run(recipe, folder: Path):
 
     c = recipe.config
     bank = CodeBank.load(recipe.output("refine-codes", "refined"))
-    epochs = c.sampler_epochs_for(len(bank))
+    epochs = epochs_for(c, len(bank))
     sampler = fit_sampler(bank, epochs, seed=c.seed, device=recipe.device, progress=c.progress)
     official.save_sampler(folder / "sampler.pt", sampler)
     return {"sampler": folder / "sampler.pt"}, {"epochs": epochs}

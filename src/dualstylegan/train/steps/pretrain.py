@@ -14,11 +14,17 @@ def _given(recipe) -> Path | None:
     return Path(p).expanduser().resolve() if p is not None else None
 
 
+def iterations(config) -> int:
+    from ..pretrain import PRETRAIN_STEPS
+
+    return config.iterations("pretrain_iters", PRETRAIN_STEPS)
+
+
 def settings(recipe) -> dict:
     c = recipe.config
     if c.pretrained is not None:
         return {"pretrained": os.fspath(_given(recipe))}
-    return {"iters": c.iterations("pretrain_iters"), "seed": c.seed, "faces": c.faces}
+    return {"iters": iterations(c), "seed": c.seed, "faces": c.faces}
 
 
 def needs(recipe) -> tuple[str, ...]:
@@ -46,7 +52,7 @@ def run(recipe, folder: Path):
 
     faces = Path(c.faces).expanduser() if c.faces else None
     pretrain(os.fspath(recipe.weights("ffhq")), os.fspath(recipe.weights("encoder")), folder, recipe.feature("vgg"),
-             steps=c.iterations("pretrain_iters"), loop=recipe.loop_config(), faces=faces)
+             steps=iterations(c), loop=recipe.loop_config(), faces=faces)
     return {"generator": folder / "generator.pt"}, {}
 
 

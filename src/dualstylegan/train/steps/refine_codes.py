@@ -9,10 +9,10 @@ from ..step import Step, register_step, to_device
 
 
 def settings(recipe) -> dict:
-    from ...refine import LR_COLOR, LR_STRUCTURE
+    from ...refine import LR_COLOR, LR_STRUCTURE, REFINE_ITERATIONS
 
     c = recipe.config
-    return {"iters": c.iterations("refine_iters"), "seed": c.seed,
+    return {"iters": c.iterations("refine_iters", REFINE_ITERATIONS), "seed": c.seed,
             "lr_color": c.lr_color if c.lr_color is not None else LR_COLOR,
             "lr_structure": c.lr_structure if c.lr_structure is not None else LR_STRUCTURE}
 
