@@ -136,12 +136,14 @@ class DualStyleGAN(nn.Module):
                 truncation: float = 1.0, truncation_latent: torch.Tensor | float | None = None,
                 input_is_latent: bool = False, noise: Sequence[torch.Tensor | None] | None = None,
                 randomize_noise: bool = True, z_plus_latent: bool = False, use_res: bool = True,
-                fuse_index: int = 18, interp_weights: Sequence[float] | torch.Tensor | None = None):
+                fuse_index: int = 18, interp_weights: Sequence[float] | torch.Tensor | None = None,
+                output_size: int | None = None):
         """The reference call: intrinsic ``styles`` (list of 1 or 2 codes), W-space extrinsic ``exstyles``.
 
         ``interp_weights`` is the per-layer vector w (length ≥ n_latent; w = 0 gives plain StyleGAN).
         Returns ``(image, latent or None)``, or ``(features, skip)`` after the last structure block when
-        ``return_feat``.
+        ``return_feat``. ``output_size`` (e.g. 256 or 512 of a 1024² model) stops the synthesis at that
+        resolution's ToRGB (:meth:`Generator.synthesize`): the image is the full synthesis' skip there.
         """
         g = self.generator
         latent = g.latent_plus(styles, input_is_latent=input_is_latent, z_plus_latent=z_plus_latent,
@@ -170,5 +172,6 @@ class DualStyleGAN(nn.Module):
             return self.res[k](out, structure[:, k], w[k]) if k < n_structure and extrinsic(k) else out
 
         hooks = dict(code=code, refine=refine) if use_res else {}
-        out = g.synthesize(latent, noise, features_at=self.res_index if return_feat else None, **hooks)
+        out = g.synthesize(latent, noise, features_at=self.res_index if return_feat else None,
+                           output_size=output_size, **hooks)
         return out if return_feat else (out, latent if return_latents else None)

@@ -116,7 +116,8 @@ class Generator(nn.Module):
     def synthesize(self, latent: torch.Tensor, noise: Sequence[torch.Tensor | None], *,
                    code: Callable[[int], torch.Tensor] | None = None,
                    refine: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
-                   features_at: int | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+                   features_at: int | None = None,
+                   output_size: int | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """The synthesis network on a W+ latent (B, n_latent, 512) → image.
 
         Layer k (0 = the 4² conv, then two convs per resolution; the ToRGB after layers 2j−1, 2j reads row 2j+1)
@@ -124,12 +125,18 @@ class Generator(nn.Module):
         ``refine(out, k)`` (default: unchanged). These two hooks are DualStyleGAN's extrinsic path (paper §3.2:
         color transforms blend the rows, ModRes blocks refine the features). The first ToRGB always reads
         ``latent[:, 1]``, as in the reference's ``model/dualstylegan.py``. With ``features_at``, returns
-        ``(features, skip)`` after the resolution block that holds conv layer ``features_at`` instead.
+        ``(features, skip)`` after the resolution block that holds conv layer ``features_at`` instead. With
+        ``output_size`` (a power of two from 4 to :attr:`size`), stops at that resolution's ToRGB and returns its
+        skip image: the same tensor the full synthesis accumulates there, at a fraction of the cost (previews,
+        video); the layers above it, their rows and noise maps are not used.
         """
+        stop = self.check_output_size(output_size)
         row = (lambda k: latent[:, k]) if code is None else code
         out = self.conv1(self.input(latent.shape[0]), row(0), noise=noise[0])
         out = out if refine is None else refine(out, 0)
         skip = self.to_rgb1(out, latent[:, 1])
+        if stop == 4:
+            return skip.contiguous()
         k = 1
         for conv_up, conv, noise1, noise2, to_rgb in zip(self.convs[::2], self.convs[1::2], noise[1::2],
                                                          noise[2::2], self.to_rgbs):
@@ -141,16 +148,28 @@ class Generator(nn.Module):
             k += 2
             if features_at is not None and k > features_at:
                 return out.contiguous(), skip.contiguous()
+            if stop is not None and skip.shape[-1] >= stop:
+                return skip.contiguous()
         return skip.contiguous()
+
+    def check_output_size(self, output_size: int | None) -> int | None:
+        """``output_size`` as :meth:`synthesize` takes it: None (full size), or a power of two in 4 … :attr:`size`."""
+        if output_size is None or int(output_size) == self.size:
+            return None
+        n = int(output_size)
+        if n < 4 or n > self.size or n & (n - 1):
+            raise ValueError(f"output_size must be a power of two from 4 to {self.size}, got {output_size}")
+        return n
 
     def forward(self, styles: Sequence[torch.Tensor], return_latents: bool = False, inject_index: int | None = None,
                 truncation: float = 1.0, truncation_latent: torch.Tensor | float | None = None,
                 input_is_latent: bool = False, noise: Sequence[torch.Tensor | None] | None = None,
-                randomize_noise: bool = True, z_plus_latent: bool = False):
+                randomize_noise: bool = True, z_plus_latent: bool = False, output_size: int | None = None):
+        """The reference call; ``output_size`` stops the synthesis early (:meth:`synthesize`)."""
         latent = self.latent_plus(styles, input_is_latent=input_is_latent, z_plus_latent=z_plus_latent,
                                   truncation=truncation, truncation_latent=truncation_latent,
                                   inject_index=inject_index)
-        image = self.synthesize(latent, self.resolve_noise(noise, randomize_noise))
+        image = self.synthesize(latent, self.resolve_noise(noise, randomize_noise), output_size=output_size)
         return image, (latent if return_latents else None)
 
 
