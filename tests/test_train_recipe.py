@@ -225,12 +225,12 @@ def own_copy(trained: dict, tmp_path: Path) -> dict:
 def test_train_writes_a_pack_that_transfer_loads(trained, tmp_path):
     from dualstylegan.codes import CodeBank
     from dualstylegan.pipeline import StyleTransferPipeline
-    from dualstylegan.train.steps import step_names
+    from dualstylegan.train.steps import steps
 
     work, pack = trained["work"], trained["out"] / NAME
-    for step in step_names():
-        assert f"{step}: running" in trained["stdout"]
-        assert (work / step / "done.json").is_file()
+    for k, step in enumerate(steps(), 1):  # "step k of n: name: what it does", one line per step
+        assert f"step {k} of {len(steps())}: {step.name}: {step.help}\n" in trained["stdout"]
+        assert (work / step.name / "done.json").is_file()
     for name in ("generator.pt", "exstyle_code.npy", "refined_exstyle_code.npy", "instyle_code.npy", "sampler.pt",
                  "training.json"):
         assert (pack / name).is_file(), name
@@ -281,7 +281,7 @@ def test_deleting_a_marker_reruns_only_that_step(trained, tmp_path):
     before = markers(work)
     rc, stdout, stderr = run_cli(run["argv"])
     assert rc == 0, stderr
-    assert "fit-sampler: running (not done yet)" in stdout
+    assert "step 7 of 8: fit-sampler: train the extrinsic style code sampler: sampler.pt\n" in stdout
     assert "ran: fit-sampler, pack" in stdout  # the pack is rewritten with the new sampler
     after = markers(work)
     assert {s for s in after if after[s] != before.get(s)} == {"fit-sampler", "pack"}
@@ -324,6 +324,21 @@ def test_weight_file_not_given_and_not_found(assets, tmp_path):
     rc, _, stderr = run_cli(argv)
     assert rc == 1 and "vgg19-dcbb9e9d.pth" in stderr and "--vgg" in stderr
     assert len(stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "work").exists()
+
+
+def test_several_missing_weight_files_are_listed_one_per_line(tmp_path):
+    """With no weight file at all: a first sentence, then one line per file with its option and where to get it."""
+    from dualstylegan.train.weights import WEIGHT_FILES
+
+    style = write_style_set(tmp_path / "styles", n=2)
+    rc, stdout, stderr = run_cli(["train", str(style), "--name", NAME, "--work-dir", str(tmp_path / "work"), *QUICK])
+    assert rc == 1 and stdout == ""
+    lines = stderr.strip().splitlines()
+    assert lines[0].startswith("error: 6 weight files are missing:") and len(lines) == 7
+    heads = {f"  {spec.flag} {spec.names[0]}: {spec.source}; looked in " for spec in WEIGHT_FILES.values()}
+    assert {next(h for h in heads if line.startswith(h)) for line in lines[1:]} == heads
+    assert all(len(line) < 400 for line in lines)
     assert not (tmp_path / "work").exists()
 
 
@@ -400,7 +415,9 @@ def test_more_iterations_continue_the_checkpoint(trained, tmp_path):
     argv[argv.index("--finetune-iters") + 1] = "3"
     rc, stdout, stderr = run_cli(argv)
     assert rc == 0, stderr
-    assert "finetune: running (its settings changed)" in stdout and "finetune: starting over" not in stdout
+    assert "step 5 of 8: finetune: fine-tune DualStyleGAN on the style set: the style's generator.pt (its settings " \
+        "changed)" in stdout
+    assert "finetune: starting over" not in stdout and "finetune: resuming where the last run stopped" in stdout
     assert "ran: finetune, refine-codes, fit-sampler, pack" in stdout
     assert load_torch_file(work / "finetune" / "checkpoint.pt")["step"] == 3
     assert (work / "finetune" / "samples" / "000001.png").stat().st_mtime_ns == first

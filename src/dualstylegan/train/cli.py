@@ -90,6 +90,28 @@ def _done(pack: Path) -> None:
     _echo(f"style pack ready: {pack} (use it with: dualstylegan transfer PHOTO --style {pack} --style-id 0)")
 
 
+def _listing_missing_files(cmd):
+    """Several missing weight files are one error of several lines (a sentence, then one line per file); the main
+    CLI prints the first line of an error, so the training verbs print this one whole."""
+    import functools
+    import sys
+
+    @functools.wraps(cmd)
+    def run(args) -> int:
+        from .weights import MissingWeightsError
+
+        try:
+            return cmd(args)
+        except MissingWeightsError as exc:
+            if getattr(args, "debug", False) or len(str(exc).splitlines()) < 2:
+                raise
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+@_listing_missing_files
 def cmd_train(args) -> int:
     from .recipe import train_style
 
@@ -102,6 +124,7 @@ def cmd_train(args) -> int:
     return 0
 
 
+@_listing_missing_files
 def cmd_step(args) -> int:
     from .recipe import Recipe
     from .steps import get_step
@@ -114,7 +137,7 @@ def cmd_step(args) -> int:
         raise ValueError("the style image folder is not known yet; give --style-dir.")
     recipe.work_dir.mkdir(parents=True, exist_ok=True)
     recipe.save()
-    _echo(f"{step.name}: running")
+    _echo(f"{step.name}: {step.help}")
     result = recipe.run_step(step.name, restart=args.restart)
     _echo(f"{step.name}: done in {result.seconds:.1f} s")
     if step.name == "pack":

@@ -234,8 +234,12 @@ def destylize(images: ImageInput, encoder: nn.Module, g_prime: nn.Module, g: nn.
     Writes ``out_dir/instyle_code.npy`` and ``out_dir/exstyle_code.npy`` (the official layout), one result per
     image in ``out_dir/codes/`` (an image whose result is there is skipped unless ``overwrite``) and a log row per
     image in ``out_dir/log/``: S | g′(z_e⁺) | g′(ẑ⁺) | g(ẑ⁺), the destylized face | g(z_i⁺).
-    Image k's noise maps start from ``seed + k``.
+    Each image is destylized with the global generators seeded by ``seed`` and its name, its noise maps drawn from
+    the same (:func:`~.seeding.seeded`): its codes do not depend on which images were done before, in this run or
+    in an interrupted one.
     """
+    from .seeding import seeded
+
     from tqdm import tqdm
 
     source = StyleImages(images)
@@ -247,13 +251,14 @@ def destylize(images: ImageInput, encoder: nn.Module, g_prime: nn.Module, g: nn.
     exstyles: dict[str, torch.Tensor] = {}
     done = 0
     bar = tqdm(names, desc="destylizing", unit="image", disable=not progress)
-    for k, name in enumerate(bar):
+    for name in bar:
         path = record_path(codes_dir, name)
         rec = None if overwrite else _load_record(path, name)
         if rec is None:
-            result = destylize_image(source[name], encoder, g_prime, g, lpips, id_loss, iterations, lr=lr,
-                                     id_weight=id_weight, noise_weight=noise_weight, truncation=truncation,
-                                     seed=seed + k, name=name)
+            with seeded(seed, "destylize", name) as image_seed:
+                result = destylize_image(source[name], encoder, g_prime, g, lpips, id_loss, iterations, lr=lr,
+                                         id_weight=id_weight, noise_weight=noise_weight, truncation=truncation,
+                                         seed=image_seed, name=name)
             if log_images:
                 from ..images import make_grid, save_image
 

@@ -25,6 +25,7 @@ and 600; and D's real faces may be generated ones when no FFHQ folder is given.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 from typing import Any, Callable, Mapping, Sequence
@@ -47,17 +48,22 @@ PRETRAIN_VGG_WEIGHTS = STAGE2_VGG_WEIGHTS
 
 
 # ------------------------------------------------------------------------------------------- stage I
-def init_dualstylegan(stylegan: Generator, res_index: int = 6) -> DualStyleGAN:
+def init_dualstylegan(stylegan: Generator, res_index: int = 6, seed: int | None = None) -> DualStyleGAN:
     """Stage I: a DualStyleGAN whose intrinsic path is a copy of ``stylegan`` (the FFHQ generator, weights and
     noise buffers) and whose extrinsic path is freshly initialised — ModRes ≈ 0, T_c ≈ identity, T_s random.
 
     The fresh model reproduces StyleGAN style mixing at inject index ``res_index + 1`` (see the module docstring).
-    Draws the extrinsic path's initial weights from torch's global generator.
+    The extrinsic path's initial weights are drawn from ``seed`` (:func:`~.seeding.seeded` ``(seed, "init")``: the same
+    in every process), or from torch's global generator when ``seed`` is None.
     """
+    from .seeding import seeded
+
     cfg = stylegan.config
-    model = DualStyleGAN(DualStyleGANConfig(size=cfg.size, channel_multiplier=cfg.channel_multiplier,
-                                            channels=cfg.channels, blur_kernel=cfg.blur_kernel,
-                                            style_dim=cfg.style_dim, n_mlp=cfg.n_mlp, res_index=res_index))
+    config = DualStyleGANConfig(size=cfg.size, channel_multiplier=cfg.channel_multiplier, channels=cfg.channels,
+                                blur_kernel=cfg.blur_kernel, style_dim=cfg.style_dim, n_mlp=cfg.n_mlp,
+                                res_index=res_index)
+    with (seeded(seed, "init") if seed is not None else contextlib.nullcontext()):
+        model = DualStyleGAN(config)
     model.generator.load_state_dict(stylegan.state_dict())
     device = next(stylegan.parameters()).device
     return model.to(device)
@@ -353,7 +359,7 @@ def pretrain(ffhq: str | os.PathLike | Sequence[nn.Module] | Mapping[str, Any],
         encoder = encoder.to(device).eval()
     vgg = load_vgg(vgg, device)
     stylegan = stylegan.to(device).eval()
-    g = init_dualstylegan(stylegan).train()
+    g = init_dualstylegan(stylegan, seed=seed).train()
     g_ema = copy.deepcopy(g).eval()
     d = d.to(device).train()
     stage_kwargs.setdefault("steps", steps)

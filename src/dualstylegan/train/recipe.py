@@ -19,9 +19,15 @@ checkpoint (the training loop's, destylization's per-image results); a step whos
 over (a larger iteration count alone continues the checkpoint). When a step runs again, the steps that read its
 outputs run again after it.
 
+The same command gives the same pack, bit for bit, on one machine: each step runs with the global generators seeded
+by the recipe's seed and the step's name (:func:`dualstylegan.train.seeding.seeded`), the training loops seed and
+checkpoint their own generators, and destylization and refinement seed each image by its name — so neither a fresh
+process nor a run killed anywhere and started again draws differently. (On a GPU, bit-identical also needs
+deterministic kernels; torch does not promise them by default.)
+
 The feature nets of the losses are weight files the user supplies (:mod:`dualstylegan.train.weights` says where
-they are looked for); every file a step still to run needs is checked before anything runs, and a missing one stops
-the run with one sentence naming it. Tests (and callers with their own networks) pass :class:`FeatureNets` instead.
+they are looked for); every file a step still to run needs is checked before anything runs, and missing ones stop
+the run with one sentence, then one line per missing file saying where to get it. Tests (and callers with their own networks) pass :class:`FeatureNets` instead.
 """
 from __future__ import annotations
 
@@ -38,6 +44,7 @@ from typing import Any
 
 from ..atomic import read_json, write_json
 from .config import MIN_STYLE_IMAGES, LoopConfig, RecipeConfig
+from .seeding import seeded
 from .step import RecipeError, Step
 from .steps import get_step, step_names, steps
 from .weights import WEIGHT_FILES, FeatureNets, MissingWeightsError, find_weights, load_feature_net, lpips_is_full
@@ -237,12 +244,11 @@ class Recipe:
             try:
                 found[key] = self.weights(key)
             except MissingWeightsError as exc:
-                missing.append(str(exc))
+                missing.append(exc)
         if len(missing) == 1:
-            raise MissingWeightsError(missing[0])
+            raise missing[0]
         if missing:
-            raise MissingWeightsError(f"{len(missing)} weight files are missing — " +
-                                      "; ".join(m.rstrip(".") for m in missing) + ".")
+            raise MissingWeightsError.several(missing)
         return found
 
     # -------------------------------------------------------------------------------- markers
@@ -290,13 +296,14 @@ class Recipe:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.save()
         results = []
-        for name in names:
+        for k, name in enumerate(names, 1):
             done, why = self.is_done(name)
+            head = f"step {k} of {len(names)}: {name}"
             if done:
-                self.say(f"{name}: done, skipped")
+                self.say(f"{head}: done, skipped")
                 results.append(StepResult(name, False, record=self.marker(name) or {}))
                 continue
-            self.say(f"{name}: running ({why})")
+            self.say(f"{head}: {get_step(name).help}" + ("" if why == "not done yet" else f" ({why})"))
             results.append(self.run_step(name))
         return TrainResult(self.pack_dir, self.work_dir, results)
 
@@ -318,14 +325,17 @@ class Recipe:
             started = read_json(folder / STARTED)
             fresh = restart or (started is not None and not _can_resume(step, started, settings, inputs))
             if fresh and folder.exists():
-                self.say(f"{name}: starting over")
+                self.say(f"  {name}: starting over")
                 shutil.rmtree(folder)
+            elif started is not None:
+                self.say(f"  {name}: resuming where the last run stopped")
             folder.mkdir(parents=True, exist_ok=True)
             (folder / MARKER).unlink(missing_ok=True)
             write_json(folder / STARTED, {"settings": settings, "inputs": inputs})
         self._barrier()
         t0 = time.time()
-        outputs, extra = step.run(self, folder) if step.loop or self.dist.main else ({}, {})
+        with seeded(self.config.seed, "step", name):  # the same draws in any process: fresh, resumed, a test's
+            outputs, extra = step.run(self, folder) if step.loop or self.dist.main else ({}, {})
         if step.loop:
             extra.update(batch=self.config.batch * self.dist.world, world=self.dist.world)
         record = {"step": name, "token": extra.pop("token", None) or secrets.token_hex(8), "settings": settings,

@@ -43,9 +43,12 @@ def refine_codes(generator: nn.Module, instyle: CodeBank | Mapping[str, torch.Te
 
     ``images``: the style image folder (the files named by the bank's keys) or a dict name → (3, H, H) tensor.
     With ``out_dir``: writes ``out_dir/refined_exstyle_code.npy`` (the official layout) and a log row per exemplar
-    in ``out_dir/log/refine/`` (S | G before | G after). Exemplar k's noise maps start from ``seed + k``.
+    in ``out_dir/log/refine/`` (S | G before | G after). Each exemplar is refined with the global generators seeded by
+    ``seed`` and its name, its noise maps drawn from the same (:func:`~.seeding.seeded`).
     """
     from tqdm import tqdm
+
+    from .seeding import seeded
 
     source = StyleImages(images)
     names = list(exstyle)
@@ -54,12 +57,13 @@ def refine_codes(generator: nn.Module, instyle: CodeBank | Mapping[str, torch.Te
         raise KeyError(f"no style image for {len(missing)} exemplar(s) of the code bank, e.g. {missing[0]!r}; give "
                        "the folder the codes were made from.")
     refined: dict[str, torch.Tensor] = {}
-    for k, name in enumerate(tqdm(names, desc="refining extrinsic codes", unit="code", disable=not progress)):
-        code, history, visuals = refine_extrinsic(generator, _code(instyle, name, "intrinsic"),
-                                                  _code(exstyle, name, "extrinsic"), source[name], lpips, vgg,
-                                                  iterations, lr_color, lr_structure, lr_noise=lr_noise,
-                                                  contextual=contextual, noise_weight=noise_weight,
-                                                  interp_weights=interp_weights, seed=seed + k)
+    for name in tqdm(names, desc="refining extrinsic codes", unit="code", disable=not progress):
+        with seeded(seed, "refine", name) as code_seed:
+            code, history, visuals = refine_extrinsic(generator, _code(instyle, name, "intrinsic"),
+                                                      _code(exstyle, name, "extrinsic"), source[name], lpips, vgg,
+                                                      iterations, lr_color, lr_structure, lr_noise=lr_noise,
+                                                      contextual=contextual, noise_weight=noise_weight,
+                                                      interp_weights=interp_weights, seed=code_seed)
         refined[name] = code
         if history["loss"]:
             log.debug("%s: loss %.4f → %.4f", name, history["loss"][0], history["loss"][-1])

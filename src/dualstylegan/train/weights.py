@@ -17,7 +17,21 @@ log = logging.getLogger(__name__)
 
 
 class MissingWeightsError(RecipeError, FileNotFoundError):
-    """A weight file the recipe needs is not there; the message names it and says where to get it."""
+    """A weight file the recipe needs is not there; the message names it and says where to get it.
+
+    ``line``: the file's entry in a list of several (:meth:`several`): the option and file name, where to get it,
+    where it was looked for."""
+
+    def __init__(self, message: str, line: str | None = None):
+        super().__init__(message)
+        self.line = line or message
+
+    @classmethod
+    def several(cls, errors: list[MissingWeightsError]) -> MissingWeightsError:
+        """One error for several missing files: a first sentence, then one line per file."""
+        head = (f"{len(errors)} weight files are missing: give each with its option, or put it in one of the "
+                "folders named (--download fetches those that have a direct link).")
+        return cls("\n".join([head, *("  " + e.line for e in errors)]))
 
 
 # ------------------------------------------------------------------------------------------- weight files
@@ -113,7 +127,8 @@ def find_weights(key: str, given: str | os.PathLike | None = None, *, download: 
         if path.is_file():
             return path
         raise MissingWeightsError(f"{spec.what[0].upper()}{spec.what[1:]} file {path} does not exist: give "
-                                  f"{spec.flag} PATH to {spec.names[0]} ({spec.source}).")
+                                  f"{spec.flag} PATH to {spec.names[0]} ({spec.source}).",
+                                  f"{spec.flag} {path}: no such file; it should be {spec.names[0]}, {spec.source}")
     for folder in search_folders(key):
         for name in spec.names:
             if (folder / name).is_file():
@@ -131,7 +146,8 @@ def find_weights(key: str, given: str | os.PathLike | None = None, *, download: 
     where = ", ".join(str(f) for f in search_folders(key))
     hint = " (or run with --download)" if spec.url or key == "encoder" else ""
     raise MissingWeightsError(f"Could not find {spec.what} ({spec.names[0]}): give {spec.flag} PATH or put it in "
-                              f"{where}{hint}; it is {spec.source}.")
+                              f"{where}{hint}; it is {spec.source}.",
+                              f"{spec.flag} {spec.names[0]}: {spec.source}; looked in {where}")
 
 
 @dataclass
