@@ -6,7 +6,10 @@ wrong and what to do. Nothing here knows about networks: :mod:`dualstylegan.offi
 * ``*.pt`` / ``*.pth`` (``torch.save`` pickles): ``torch.load(weights_only=True)``, which refuses any global
   beyond tensors and plain containers.
 * ``*_code.npy`` (``np.save`` of a dict name → (1, 18, 512) float32): the .npy header is parsed by numpy's
-  header readers and the pickled payload by an unpickler that knows only numpy's array-rebuilding globals.
+  header readers and the pickled payload by :mod:`dualstylegan.safe_unpickle`, which calls nothing from numpy,
+  counts its opcodes and refuses shared containers; codes must be finite in float32.
+* Before ``torch.load``, a zip's records must be STORED and no larger than the file (:mod:`dualstylegan.limits`);
+  :func:`check_weights` checks a state dict's tensors (real storage, finite) before anything is built from it.
 * Writers are atomic: a temp file beside the target, fsync, ``os.replace``; a failed write leaves the old file.
 """
 from __future__ import annotations
@@ -22,13 +25,10 @@ import numpy as np
 import torch
 from numpy.lib import format as npformat
 
+from . import safe_unpickle
 from .atomic import atomic_write, disk_full
-from .errors import DualStyleGANError, short
-
-try:  # numpy >= 2 (and the forward-compatible alias of late 1.x)
-    from numpy._core import multiarray as _multiarray
-except ImportError:  # pragma: no cover - numpy 1.x
-    from numpy.core import multiarray as _multiarray
+from .errors import DualStyleGANError, missing, short
+from .limits import Refused, check_tensors, check_zip
 
 PathLike = str | os.PathLike
 Tensors = dict[str, torch.Tensor]
@@ -46,7 +46,7 @@ def _existing_file(path: PathLike) -> Path:
     if p.is_dir():
         raise CheckpointError(f"{p} is a folder, not a checkpoint file; give the path of the file itself.")
     if not p.is_file():
-        raise CheckpointError(f"{p} does not exist; download it again or check the path.")
+        raise CheckpointError(f"{p} {missing(p)}; download it again or check the path.")
     if p.stat().st_size == 0:
         raise CheckpointError(f"{p} is empty (0 bytes), probably an interrupted download; download it again.")
     try:
@@ -90,6 +90,22 @@ def _wrong_format(p: Path, expected: str, exc: BaseException, native: tuple[str,
     return CheckpointError(f"{p} is truncated or not {expected} ({short(exc)}); download it again.")
 
 
+def refused(path: PathLike, exc: BaseException) -> CheckpointError:
+    """The sentence for a file outside :mod:`dualstylegan.limits` (``exc`` is its :class:`~.limits.Refused`)."""
+    return CheckpointError(f"Refusing to load {path}: {exc}; nothing was built from it — use the official file or "
+                           "download it again.")
+
+
+def check_weights(tensors: Any, path: PathLike, *, finite: bool = True) -> None:
+    """Every tensor in ``tensors`` (a state dict, or nested containers such as an optimizer state) is dense, backed
+    by its own bytes in the file (no stride-0 or overlapping views) and, with ``finite``, free of NaN/Inf; else one
+    :class:`CheckpointError` naming ``path`` and the tensor. Call it before building anything from a state dict."""
+    try:
+        check_tensors(tensors, finite=finite)
+    except Refused as exc:
+        raise refused(path, exc) from None
+
+
 # ------------------------------------------------------------------------------------------- torch files
 _GLOBAL_RE = re.compile(r"GLOBAL ([\w.]+)")
 
@@ -107,6 +123,10 @@ def _torch_reason(exc: BaseException) -> BaseException:
 def load_torch_file(path: PathLike) -> Any:
     """A ``torch.save`` file (zip or legacy format) on the CPU, with ``weights_only=True``: no code is run."""
     p = _existing_file(path)
+    try:
+        check_zip(p)
+    except Refused as exc:
+        raise refused(p, exc) from None
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -171,33 +191,6 @@ def check_state_dict(expected: Mapping[str, torch.Tensor], got: Mapping[str, Any
 
 
 # ------------------------------------------------------------------------------------------- code banks
-_NUMPY_GLOBALS: dict[tuple[str, str], Any] = {
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-    **{(mod, name): getattr(_multiarray, name)
-       for mod in ("numpy.core.multiarray", "numpy._core.multiarray") for name in ("_reconstruct", "scalar")},
-}
-
-
-class _ForbiddenGlobal(pickle.UnpicklingError):
-    def __init__(self, name: str):
-        super().__init__(name)
-        self.name = name
-
-
-class _NumpyUnpickler(pickle.Unpickler):
-    """Rebuilds numpy arrays, dtypes and scalars, and plain containers; every other global is refused."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return _NUMPY_GLOBALS[(module, name)]
-        except KeyError:
-            raise _ForbiddenGlobal(f"{module}.{name}") from None
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise pickle.UnpicklingError("persistent ids are not allowed")
-
-
 def _validate_codes(codes: Any, where: str, style_dim: int) -> dict[str, np.ndarray]:
     if not isinstance(codes, Mapping):
         raise CheckpointError(f"{where} holds a {type(codes).__name__}, not a code bank (a dict exemplar name → "
@@ -207,7 +200,8 @@ def _validate_codes(codes: Any, where: str, style_dim: int) -> dict[str, np.ndar
     out: dict[str, np.ndarray] = {}
     for name, code in codes.items():
         if not isinstance(name, str):
-            raise CheckpointError(f"{where} has a key {name!r} that is not a file name (str); it is not a code bank.")
+            raise CheckpointError(f"{where} has a key of type {type(name).__name__} that is not a file name (str); it "
+                                  "is not a code bank.")
         arr = code.detach().cpu().numpy() if isinstance(code, torch.Tensor) else np.asarray(code)
         if arr.dtype.kind != "f":
             raise CheckpointError(f"{where}: the code of {name!r} has dtype {arr.dtype}, not a float type; it is not "
@@ -215,44 +209,70 @@ def _validate_codes(codes: Any, where: str, style_dim: int) -> dict[str, np.ndar
         if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[0] != 1) or arr.shape[-1] != style_dim:
             raise CheckpointError(f"{where}: the code of {name!r} has shape {arr.shape}, expected "
                                   f"(1, n_latent, {style_dim}) or (n_latent, {style_dim}); it is not a code bank.")
-        out[name] = np.ascontiguousarray(arr, dtype=np.float32)
+        out[name] = finite_code(arr, name, where)
     return out
+
+
+def finite_code(arr: np.ndarray, name: str, where: str) -> np.ndarray:
+    """``arr`` as contiguous float32, or one sentence when it holds NaN/Inf or values beyond float32 (float64 codes
+    of 1e300 would become Inf and render a uniform grey portrait)."""
+    if not np.isfinite(arr).all():
+        raise CheckpointError(f"{where}: the code of {name!r} holds NaN or infinite values; use the official file or "
+                              "recompute the codes.")
+    with np.errstate(over="ignore"):
+        out = np.ascontiguousarray(arr, dtype=np.float32)
+    if not np.isfinite(out).all():
+        raise CheckpointError(f"{where}: the code of {name!r} has values too large for float32 (up to "
+                              f"{float(np.abs(arr).max()):.3g}); use the official file or recompute the codes.")
+    return out
+
+
+def _read_npy_header(p: Path, f: IO[bytes]) -> None:
+    """Parse the .npy header with numpy's readers; a code bank is a 0-d object array."""
+    try:
+        version = npformat.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = npformat.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, _, dtype = npformat.read_array_header_2_0(f)
+        elif version == (3, 0) and hasattr(npformat, "_read_array_header"):
+            shape, _, dtype = npformat._read_array_header(f, version)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+    except Exception as exc:  # noqa: BLE001 - ValueError, EOFError, SyntaxError from the header
+        raise _wrong_format(p, "a .npy code bank", exc, (_NPY,)) from exc
+    if dtype != np.dtype(object) or shape != ():
+        raise CheckpointError(f"{p} holds a {dtype} array of shape {shape}, not a code bank (a dict exemplar "
+                              "name → code saved with np.save); give an exstyle_code.npy / instyle_code.npy file.")
 
 
 def load_code_bank(path: PathLike, style_dim: int = 512) -> dict[str, np.ndarray]:
     """An official ``*_code.npy`` (np.save of a dict name → float32 (1, 18, 512)), in file order, without
-    running code: only numpy's array-rebuilding globals are allowed (numpy 1.x and 2.x names)."""
+    running code and within the object-graph budget of :mod:`dualstylegan.safe_unpickle` (numpy 1.x and 2.x)."""
     p = _existing_file(path)
     with open(p, "rb") as f:
-        try:
-            version = npformat.read_magic(f)
-            if version == (1, 0):
-                shape, _, dtype = npformat.read_array_header_1_0(f)
-            elif version == (2, 0):
-                shape, _, dtype = npformat.read_array_header_2_0(f)
-            elif version == (3, 0) and hasattr(npformat, "_read_array_header"):
-                shape, _, dtype = npformat._read_array_header(f, version)
-            else:
-                raise ValueError(f"unsupported .npy version {version}")
-        except Exception as exc:  # noqa: BLE001 - ValueError, EOFError, SyntaxError from the header
-            raise _wrong_format(p, "a .npy code bank", exc, (_NPY,)) from exc
-        if dtype != np.dtype(object) or shape != ():
-            raise CheckpointError(f"{p} holds a {dtype} array of shape {shape}, not a code bank (a dict exemplar "
-                                  "name → code saved with np.save); give an exstyle_code.npy / instyle_code.npy "
-                                  "file.")
-        try:
-            obj = _NumpyUnpickler(f).load()
-        except _ForbiddenGlobal as exc:
-            raise CheckpointError(f"Refusing to load {p} because it asks to run code (global {exc.name}); nothing "
-                                  "from it was executed — use the official file.") from None
-        except MemoryError:
-            raise CheckpointError(f"{p} is damaged (it asks for more memory than there is); "
-                                  "download it again.") from None
-        except Exception as exc:  # noqa: BLE001 - EOFError, UnpicklingError, ValueError, TypeError…
-            raise CheckpointError(f"{p} is truncated or damaged ({short(exc)}); download it again.") from None
-    if isinstance(obj, np.ndarray) and obj.shape == () and obj.dtype == object:
-        obj = obj.item()
-    return _validate_codes(obj, str(p), style_dim)
+        _read_npy_header(p, f)
+        data = f.read()
+    try:
+        top = safe_unpickle.root_object(safe_unpickle.load(data))
+        if not isinstance(top, dict):
+            raise CheckpointError(f"{p} holds a {type(top).__name__}, not a code bank (a dict exemplar name → code); "
+                                  "give an exstyle_code.npy / instyle_code.npy file.")
+        codes = {name: safe_unpickle.array(code, str(name)) if isinstance(name, str) else code
+                 for name, code in top.items()}
+    except safe_unpickle.ForbiddenGlobal as exc:
+        raise CheckpointError(f"Refusing to load {p} because it asks to run code (global {exc.name}); nothing "
+                              "from it was executed — use the official file.") from None
+    except Refused as exc:
+        raise refused(p, exc) from None
+    except CheckpointError:
+        raise
+    except MemoryError:
+        raise CheckpointError(f"{p} is damaged (it asks for more memory than there is); "
+                              "download it again.") from None
+    except Exception as exc:  # noqa: BLE001 - EOFError, UnpicklingError, ValueError, TypeError…
+        raise CheckpointError(f"{p} is truncated or damaged ({short(exc)}); download it again.") from None
+    return _validate_codes(codes, str(p), style_dim)
 
 
 def save_code_bank(path: PathLike, codes: Mapping[str, Any], style_dim: int = 512) -> None:
@@ -262,14 +282,26 @@ def save_code_bank(path: PathLike, codes: Mapping[str, Any], style_dim: int = 51
 
 
 # ------------------------------------------------------------------------------------------- atomic writes
+#: What PyTorch's zip writer (``caffe2/serialize/inline_container.cc``) says when a write to the file fails part-way.
+_SHORT_WRITE = re.compile(r"inline_container\.cc.*(unexpected pos|failed writing)|PytorchStreamWriter failed", re.S)
+def _short_write(exc: BaseException) -> bool:
+    """Whether ``exc`` is torch's zip writer failing to write (a RuntimeError, not the OSError underneath)."""
+    return isinstance(exc, RuntimeError) and bool(_SHORT_WRITE.search(str(exc)))
+
+
 def write_file(path: PathLike, write: Callable[[IO[bytes]], Any]) -> Path:
-    """:func:`dualstylegan.atomic.atomic_write` with an ``OSError`` said as a :class:`CheckpointError` (a full disk
-    says so; any previous file there is unchanged)."""
+    """:func:`dualstylegan.atomic.atomic_write` with an ``OSError`` — or torch's ``[enforce fail at
+    inline_container.cc] unexpected pos …`` when the disk fills under ``torch.save`` — said as a
+    :class:`CheckpointError` (a full disk says so; any previous file there is unchanged)."""
     path = Path(path)
     try:
         return atomic_write(path, write)
-    except OSError as exc:
-        if disk_full(exc):
+    except (OSError, RuntimeError) as exc:
+        if isinstance(exc, RuntimeError) and not _short_write(exc):
+            raise
+        # torch swallows the OSError of its writer and reports only the short write; by the time it is caught
+        # here the temp file is gone, so free space says nothing: a short write is the full disk (or quota)
+        if disk_full(exc) or _short_write(exc):
             raise CheckpointError(f"Could not write {path} because the disk is full; free some space and try again "
                                   "(any previous file there is unchanged).") from None
         raise CheckpointError(f"Could not write {path} ({short(exc)}); check that the folder is writable "

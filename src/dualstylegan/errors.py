@@ -8,6 +8,8 @@ apart, and front ends log the traceback of a bug instead of presenting it as the
 """
 from __future__ import annotations
 
+import errno
+import os
 import re
 
 
@@ -38,4 +40,18 @@ def sentence(e: BaseException) -> str:
     return text.splitlines()[0]
 
 
-__all__ = ["DualStyleGANError", "UsageError", "is_user_error", "sentence", "short"]
+def missing(path: str | os.PathLike) -> str:
+    """Why ``path`` cannot be opened although named, as a predicate: 'does not exist', 'is a symbolic link loop
+    (…)', 'is a broken symbolic link (to …)' — a loop is not a missing file."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "is a symbolic link loop (following its links leads back to itself, so there is no file behind it)"
+        if os.path.islink(path):
+            return f"is a broken symbolic link (to {os.readlink(path)}, which does not exist)"
+        return "does not exist"
+    return "is not a regular file"
+
+
+__all__ = ["DualStyleGANError", "UsageError", "is_user_error", "missing", "sentence", "short"]

@@ -1,22 +1,28 @@
 """The official checkpoint files ↔ our networks (the ``legacy.py`` idea of NVlabs).
 
-Every reader takes the file unchanged, loads it without executing code (:mod:`dualstylegan.checkpoints`), infers
-the network's config from the tensor shapes (so narrow models saved in the official layout load too), and
-checks the keys and shapes strictly. Writers emit the same layouts (the training stages produce them).
+Every reader takes the file unchanged, loads it without executing code (:mod:`dualstylegan.checkpoints`), and
+before building anything: checks every tensor (real storage for its shape, finite values), infers the network's
+config from the tensor shapes (so narrow models saved in the official layout load too), checks that config against
+the official families (:mod:`dualstylegan.limits`), and checks keys and shapes strictly against the network built
+on the ``meta`` device (no memory). Only then is the network allocated, so what a file makes us allocate is what
+it holds. Writers emit the same layouts (the training stages produce them).
 """
 from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
 
+from . import limits
 from .checkpoints import (
     CheckpointError,
     check_state_dict,
+    check_weights,
     load_torch_file,
+    refused,
     save_torch_file,
     strip_prefix,
     take,
@@ -66,6 +72,8 @@ def _reading(path: str | Path, what: str) -> Iterator[None]:
         yield
     except CheckpointError:
         raise
+    except limits.Refused as exc:
+        raise refused(path, exc) from None
     except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
         raise CheckpointError(f"{Path(path).name} is not {what} that this library can read ({short(exc)}); check "
                               "that you gave the right file.") from None
@@ -83,14 +91,20 @@ def generator_config(state: Tensors, path: str | Path = "state dict") -> Generat
         for j in range(n_rgb):
             channels[2 ** (j + 3)] = int(state[f"convs.{2 * j}.conv.weight"].shape[1])
         cm, table = _table_from(channels)
-        return GeneratorConfig(size=2 ** (n_rgb + 2), style_dim=int(state["style.1.weight"].shape[1]),
-                               n_mlp=_count(state, r"style\.(\d+)\.weight"), channel_multiplier=cm, channels=table)
+        n_mlp = _count(state, r"style\.(\d+)\.weight")
+        size = 2 ** (n_rgb + 2)
+        limits.check_stylegan(_Declared(size, channels, int(state["style.1.weight"].shape[1]), n_mlp), what)
+        return GeneratorConfig(size=size, style_dim=int(state["style.1.weight"].shape[1]), n_mlp=n_mlp,
+                               channel_multiplier=cm, channels=table)
 
 
 def dualstylegan_config(state: Tensors, path: str | Path = "state dict") -> DualStyleGANConfig:
     g = generator_config(strip_prefix(state, "generator."), path)
     _require(state, ("res.0.conv.0.weight",), path, "a DualStyleGAN generator")
-    return DualStyleGANConfig(**g.to_dict(), res_index=_count(state, r"res\.(\d+)\.conv\.0\.weight") - 1)
+    with _reading(path, "a DualStyleGAN generator"):
+        config = DualStyleGANConfig(**g.to_dict(), res_index=_count(state, r"res\.(\d+)\.conv\.0\.weight") - 1)
+        limits.check_stylegan(config, "DualStyleGAN")
+        return config
 
 
 def discriminator_config(state: Tensors, path: str | Path = "state dict") -> DiscriminatorConfig:
@@ -103,8 +117,26 @@ def discriminator_config(state: Tensors, path: str | Path = "state dict") -> Dis
         channels = {size: int(state["convs.0.0.weight"].shape[0])}
         for b in range(1, n_blocks + 1):
             channels[size >> b] = int(state[f"convs.{b}.conv2.1.weight"].shape[0])
+        limits.check_stylegan(_Declared(size, channels), "discriminator")
         cm, table = _table_from(channels)
         return DiscriminatorConfig(size=size, channel_multiplier=cm, channels=table)
+
+
+class _Declared:
+    """The sizes a state dict declares, for :func:`dualstylegan.limits.check_stylegan` before any config exists
+    (a config's own checks may build tables sized by them)."""
+
+    def __init__(self, size: int, channels: dict[int, int], style_dim: int | None = None, n_mlp: int | None = None):
+        self.size, self.channel_table, self.style_dim, self.n_mlp = size, channels, style_dim, n_mlp
+
+
+def _build(make: Callable[[], torch.nn.Module], state: Tensors, what: str) -> torch.nn.Module:
+    """``make()`` loaded with ``state``: keys and shapes are checked first against ``make()`` on the meta device
+    (no memory), so the real network is allocated only for a state dict that fills it exactly."""
+    with torch.device("meta"):
+        skeleton = make()
+    check_state_dict(skeleton.state_dict(), state, what)
+    return _load_into(make(), state, what)
 
 
 def _load_into(model: torch.nn.Module, state: Tensors, what: str) -> torch.nn.Module:
@@ -113,16 +145,25 @@ def _load_into(model: torch.nn.Module, state: Tensors, what: str) -> torch.nn.Mo
     return model.eval()
 
 
+def _weights(obj: object, key: str, path: str | Path, what: str) -> Tensors:
+    """``obj[key]`` as a state dict whose tensors passed :func:`~dualstylegan.checkpoints.check_weights`."""
+    state = take(obj, key, path, what)
+    check_weights(state, path)
+    return state
+
+
 # ------------------------------------------------------------------------------------------- readers
 def load_stylegan2(path: str | Path, key: str = "g_ema") -> Generator:
     """``stylegan2-ffhq-config-f.pt`` (or any rosinality checkpoint): the generator under ``key``."""
-    state = take(load_torch_file(path), key, path, "a StyleGAN2 checkpoint")
-    return _load_into(Generator(generator_config(state, path)), state, f"{Path(path).name}['{key}']")
+    state = _weights(load_torch_file(path), key, path, "a StyleGAN2 checkpoint")
+    config = generator_config(state, path)
+    return _build(lambda: Generator(config), state, f"{Path(path).name}['{key}']")
 
 
 def load_discriminator(path: str | Path) -> Discriminator:
-    state = take(load_torch_file(path), "d", path, "a StyleGAN2 checkpoint with a discriminator")
-    return _load_into(Discriminator(discriminator_config(state, path)), state, f"{Path(path).name}['d']")
+    state = _weights(load_torch_file(path), "d", path, "a StyleGAN2 checkpoint with a discriminator")
+    config = discriminator_config(state, path)
+    return _build(lambda: Discriminator(config), state, f"{Path(path).name}['d']")
 
 
 def load_dualstylegan(path: str | Path) -> DualStyleGAN:
@@ -132,7 +173,9 @@ def load_dualstylegan(path: str | Path) -> DualStyleGAN:
     if "res.0.conv.0.weight" not in state:
         raise CheckpointError(f"{Path(path).name} holds a plain StyleGAN2 generator, not a DualStyleGAN "
                               "(no extrinsic style path 'res.*'); give the style's generator.pt.")
-    return _load_into(DualStyleGAN(dualstylegan_config(state, path)), state, f"{Path(path).name}['g_ema']")
+    check_weights(state, path)
+    config = dualstylegan_config(state, path)
+    return _build(lambda: DualStyleGAN(config), state, f"{Path(path).name}['g_ema']")
 
 
 def load_training_checkpoint(path: str | Path, dualstylegan: bool = False, *, what: str,
@@ -141,22 +184,26 @@ def load_training_checkpoint(path: str | Path, dualstylegan: bool = False, *, wh
     networks, optimizer states}: StyleGAN2 generators (``stylegan2-ffhq-config-f.pt``) or, with ``dualstylegan``,
     DualStyleGANs (``generator-pretrain.pt``). ``g`` is a copy of ``g_ema`` when the file has none; ``d`` is
     required (``no_discriminator`` says what to give instead). The reference also pickles its argparse options
-    ('args'): that one class is allowed, nothing else that runs code."""
+    ('args'): that one class is allowed, nothing else that runs code. Every tensor, optimizer states included, is
+    checked before anything is built (:func:`~dualstylegan.checkpoints.check_weights`)."""
     import argparse
 
     with torch.serialization.safe_globals([argparse.Namespace]):
         obj = load_torch_file(path)
     name = Path(path).name
-    ema_state = take(obj, "g_ema", path, what)
+    ema_state = _weights(obj, "g_ema", path, what)
     if not isinstance(obj.get("d"), dict):
         raise CheckpointError(f"{name} has no discriminator ('d'), which training needs; {no_discriminator}")
-    net_cls, config = (DualStyleGAN, dualstylegan_config) if dualstylegan else (Generator, generator_config)
+    net_cls, config_of = (DualStyleGAN, dualstylegan_config) if dualstylegan else (Generator, generator_config)
+    check_weights({k: obj[k] for k in ("g", "d", "g_optim", "d_optim") if isinstance(obj.get(k), dict)}, path)
     out: dict = {}
     for key in ("g_ema", "g"):
         state = dict(obj[key]) if key == "g" and isinstance(obj.get("g"), dict) else ema_state
-        out[key] = _load_into(net_cls(config(state, path)), state, f"{name}['{key}']").train()
+        config = config_of(state, path)
+        out[key] = _build(lambda: net_cls(config), state, f"{name}['{key}']").train()
     d_state = dict(obj["d"])
-    out["d"] = _load_into(Discriminator(discriminator_config(d_state, path)), d_state, f"{name}['d']").train()
+    d_config = discriminator_config(d_state, path)
+    out["d"] = _build(lambda: Discriminator(d_config), d_state, f"{name}['d']").train()
     out.update({k: obj[k] for k in ("g_optim", "d_optim") if isinstance(obj.get(k), dict)})
     return out
 
@@ -164,10 +211,11 @@ def load_training_checkpoint(path: str | Path, dualstylegan: bool = False, *, wh
 def load_encoder(path: str | Path, z_plus: bool | None = None,
                  with_decoder: bool = True) -> tuple[PSPEncoder, Generator | None]:
     """``encoder.pt`` (Z+ codes) or ``encoder_wplus.pt`` (W+): {'state_dict': {'encoder.*', 'decoder.*'}, 'opts',
-    'latent_avg'?} → (the encoder, its StyleGAN2 decoder or None). ``z_plus`` defaults to the file name's kind."""
+    'latent_avg'?} → (the encoder, its StyleGAN2 decoder or None). ``z_plus`` defaults to the file name's kind.
+    ``opts`` must describe an encoder of the official family (:func:`dualstylegan.limits.check_encoder`)."""
     what = "a pSp encoder checkpoint"
     obj = load_torch_file(path)
-    state = take(obj, "state_dict", path, what)
+    state = _weights(obj, "state_dict", path, what)
     opts = obj.get("opts") if isinstance(obj.get("opts"), dict) else {}
     if z_plus is None:
         z_plus = "wplus" not in Path(path).name
@@ -176,23 +224,31 @@ def load_encoder(path: str | Path, z_plus: bool | None = None,
         raise CheckpointError(f"{Path(path).name} is not {what}: its 'state_dict' has no 'encoder.*' tensors; check "
                               "that you gave the right file.")
     latent_avg = obj.get("latent_avg")
+    if latent_avg is not None:
+        check_weights({"latent_avg": latent_avg}, path)
     with _reading(path, what):
         config = EncoderConfig.from_opts(opts, z_plus=z_plus)
+        limits.check_encoder(config)
         if config.start_from_latent_avg and latent_avg is None:
             raise CheckpointError(f"{Path(path).name} starts from latent_avg (its opts say so) but does not store "
                                   "one; the file is incomplete, download it again.")
-        encoder = PSPEncoder(config, latent_avg=latent_avg)
+    enc_state = {f"encoder.{k}": v for k, v in enc_state.items()}
     if latent_avg is not None:
-        enc_state = {**{f"encoder.{k}": v for k, v in enc_state.items()}, "latent_avg": latent_avg}
-    else:
-        enc_state = {f"encoder.{k}": v for k, v in enc_state.items()}
-    _load_into(encoder, enc_state, f"{Path(path).name}['state_dict']['encoder.*']")
+        enc_state["latent_avg"] = latent_avg
+    with _reading(path, what):
+        encoder = _build(lambda: PSPEncoder(config, latent_avg=_like(latent_avg)), enc_state,
+                         f"{Path(path).name}['state_dict']['encoder.*']")
     decoder = None
     dec_state = strip_prefix(state, "decoder.")
     if with_decoder and dec_state:
-        decoder = _load_into(Generator(generator_config(dec_state, path)), dec_state,
-                             f"{Path(path).name}['state_dict']['decoder.*']")
+        dec_config = generator_config(dec_state, path)
+        decoder = _build(lambda: Generator(dec_config), dec_state, f"{Path(path).name}['state_dict']['decoder.*']")
     return encoder, decoder
+
+
+def _like(t: torch.Tensor | None) -> torch.Tensor | None:
+    """A tensor of ``t``'s shape and dtype on the current default device (meta while checking, else zeros)."""
+    return None if not isinstance(t, torch.Tensor) else torch.zeros(t.shape, dtype=t.dtype)
 
 
 def load_sampler(path: str | Path) -> ExtrinsicSampler:
@@ -200,12 +256,17 @@ def load_sampler(path: str | Path) -> ExtrinsicSampler:
     obj = load_torch_file(path)
     parts = {}
     for part in ("structure", "color"):
-        state = take(obj, part, path, "a DualStyleGAN sampler.pt")
+        state = _weights(obj, part, path, "a DualStyleGAN sampler.pt")
         _require(state, ("lin1.weight", "lin_out.weight"), path, f"a DualStyleGAN sampler.pt (in its {part!r} part)")
         with _reading(path, "a DualStyleGAN sampler.pt"):
             out, hidden = state["lin_out.weight"].shape
             noise_dim = state["lin1.weight"].shape[1]
             parts[part] = SamplerConfig(rows=out // 512, noise_dim=noise_dim, style_dim=512, hidden_dim=hidden)
+            limits.check_sampler(parts[part], part)
+    with torch.device("meta"):
+        skeleton = ExtrinsicSampler(parts["structure"], parts["color"])
+    for part in ("structure", "color"):
+        check_state_dict(getattr(skeleton, part).state_dict(), obj[part], f"{Path(path).name}['{part}']")
     sampler = ExtrinsicSampler(parts["structure"], parts["color"])
     for part in ("structure", "color"):
         _load_into(getattr(sampler, part), obj[part], f"{Path(path).name}['{part}']")
@@ -217,7 +278,8 @@ def load_identity_net(path: str | Path) -> IdentityNet:
     state = load_torch_file(path)
     if not isinstance(state, dict) or "output_layer.3.weight" not in state:
         raise CheckpointError(f"{Path(path).name} is not an IR-SE50 identity network (model_ir_se50.pth).")
-    return _load_into(IdentityNet(), state, Path(path).name)
+    check_weights(state, path)
+    return _build(IdentityNet, state, Path(path).name)
 
 
 # ------------------------------------------------------------------------------------------- writers
