@@ -10,7 +10,8 @@ Three tabs, each one pipeline call:
 * **Blend** — an animation interpolating the extrinsic codes of two exemplars (Fig. 13).
 
 :class:`StyleApp` (:mod:`.app`) holds the behaviour — handlers taking and returning plain values, callable without
-Gradio; :func:`build_layout` (:mod:`.layout`) wires them to a Gradio page and :func:`launch` serves it on localhost.
+Gradio; :mod:`.files` keeps its files (uploads' faces, results, the images shown); :func:`build_layout`
+(:mod:`.layout`) wires them to a Gradio page and :func:`launch` (:mod:`.serve`) serves it on localhost.
 Gradio is an optional extra (``pip install 'dualstylegan[web]'``) imported only by the layout. Every request is
 guarded: a bad upload, no face, an unknown style id or an impossible weight vector becomes one sentence in the page;
 a bug becomes "something went wrong", its traceback in the log.
@@ -20,11 +21,34 @@ a bug becomes "something went wrong", its traceback in the log.
 """
 from __future__ import annotations
 
-from .app import (BUG_MESSAGE, GALLERY, PAGE_SIZE, THUMBNAIL_SIZE, UPLOADED, FaceCache, GalleryPage, Pipelines,
-                  ResultFiles, StyleApp, StyleView, TransferView, WebError, format_weights, pack_loader,
-                  parse_weights, ready_styles)
-from .layout import GRADIO_MISSING, build_layout, launch
+from .app import (
+                  BUG_MESSAGE,
+                  GALLERY,
+                  PAGE_SIZE,
+                  REFINE_MAX,
+                  THUMBNAIL_SIZE,
+                  UPLOADED,
+                  GalleryPage,
+                  Outcome,
+                  Pipelines,
+                  StyleApp,
+                  StyleView,
+                  TransferView,
+                  WeightControls,
+                  check_refine,
+                  format_weights,
+                  pack_loader,
+                  parse_weights,
+                  ready_styles,
+                  refine_control,
+                  weight_controls,
+)
+from .files import FaceCache, ResultFiles, WebError, inside, release_memory
+from .layout import GRADIO_MISSING, build_layout, example_photos
+from .serve import launch
 
-__all__ = ["BUG_MESSAGE", "GALLERY", "GRADIO_MISSING", "PAGE_SIZE", "THUMBNAIL_SIZE", "UPLOADED", "FaceCache",
-           "GalleryPage", "Pipelines", "ResultFiles", "StyleApp", "StyleView", "TransferView", "WebError",
-           "build_layout", "format_weights", "launch", "pack_loader", "parse_weights", "ready_styles"]
+__all__ = ["BUG_MESSAGE", "GALLERY", "GRADIO_MISSING", "PAGE_SIZE", "REFINE_MAX", "THUMBNAIL_SIZE", "UPLOADED",
+           "FaceCache", "GalleryPage", "Outcome", "Pipelines", "ResultFiles", "StyleApp", "StyleView", "TransferView",
+           "WebError", "WeightControls", "build_layout", "check_refine", "example_photos", "format_weights", "inside",
+           "launch", "pack_loader", "parse_weights", "ready_styles", "refine_control", "release_memory",
+           "weight_controls"]

@@ -11,13 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
-import tempfile
 import threading
 import time
-import uuid
-import weakref
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +20,8 @@ from typing import Any
 
 from ..batch import blend_names, exemplar_tag, output_name
 from ..defaults import BLEND_STEPS, GENERATE_TRUNCATION, TRANSFER_TRUNCATION
-from ..errors import UsageError, is_user_error, sentence
+from ..errors import is_user_error, sentence
+from .files import FaceCache, ResultFiles, WebError, inside
 
 log = logging.getLogger("dualstylegan.web")
 
@@ -38,10 +34,6 @@ NO_ALIGN_HINT = "untick 'Align the face'"
 BUG_MESSAGE = "Something went wrong on the server (it is logged); please try again"
 #: A progress callback: ``progress(fraction or (done, total), desc=..., unit=...)`` (``gr.Progress`` is one).
 Progress = Callable[..., Any]
-
-
-class WebError(UsageError):
-    """A request the app cannot serve (no photo, a file over the size limit, …), said in one sentence."""
 
 
 def _quiet(*args, **kwargs) -> None:
@@ -127,11 +119,16 @@ class Pipelines:
 
     def exemplar_file(self, code_name: str) -> Path | None:
         """The exemplar's own image in the user's dataset folders (the code bank's keys are its file names, e.g.
-        ``Cartoons_00038_07.jpg`` in ``data/cartoon/images/train/``; a trained pack's are in ``prepare/images/``)."""
+        ``Cartoons_00038_07.jpg`` in ``data/cartoon/images/train/``; a trained pack's are in ``prepare/images/``).
+        Only a file inside a folder, resolved: a key such as ``../x/secret.png``, an absolute path or a link out of
+        the folder finds nothing (a code bank is data from elsewhere; its keys must not reach other files)."""
+        code_name = str(code_name)
+        names = [code_name, Path(code_name).with_suffix(".png").name] if code_name else []
         for folder in self.exemplar_images:
-            for candidate in (folder / code_name, folder / Path(code_name).with_suffix(".png").name):
-                if candidate.is_file():
-                    return candidate
+            for name in names:
+                found = inside(folder, name)
+                if found is not None:
+                    return found
         return None
 
     def thumbnails(self, name: str, ids: Sequence[int], progress: Progress = _quiet) -> list:
@@ -158,86 +155,6 @@ class Pipelines:
                     self._thumbs[key] = thumb
             out.append(thumb)
         return out
-
-
-class FaceCache:
-    """The faces of the last few uploads, by (file, mtime, align): the preview and the run do not align twice."""
-
-    def __init__(self, max_upload_mb: float, size: int = 16):
-        self.max_bytes = int(max_upload_mb * 2**20)
-        self.max_upload_mb = max_upload_mb
-        self._cache: OrderedDict = OrderedDict()
-        self._size = size
-        self._lock = threading.Lock()
-
-    def get(self, path: str | None, what: str, align: bool):
-        """The face (PIL, FACE_SIZE²) of the upload at ``path``, ``what`` naming it ('photo', 'exemplar')."""
-        if not path:
-            raise WebError(f"upload {'an' if what[0] in 'aeiou' else 'a'} {what} first")  # a photo, an exemplar
-        try:
-            st = os.stat(path)
-        except OSError:
-            raise WebError(f"the {what} upload is gone; upload it again") from None
-        if st.st_size > self.max_bytes:
-            raise WebError(f"the {what} is {st.st_size / 2**20:.1f} MB; the limit is {self.max_upload_mb:g} MB")
-        key = (str(path), st.st_mtime_ns, bool(align))
-        with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
-        face = self._prepare(path, what, align)
-        with self._lock:
-            self._cache[key] = face
-            while len(self._cache) > self._size:
-                self._cache.popitem(last=False)
-        return face
-
-    @staticmethod
-    def _prepare(path: str, what: str, align: bool):
-        from ..faces import prepare_face
-
-        try:
-            return prepare_face(path, align)[0].image
-        except Exception as e:  # noqa: BLE001 - a user error names the upload; a bug goes on up
-            if not is_user_error(e):
-                raise
-            text = say(e).replace(str(path), Path(path).name)  # the upload's name, not where the server keeps it
-            raise WebError(f"the {what}: {text[:1].lower()}{text[1:]}") from e
-
-
-class ResultFiles:
-    """Result files (PNG, GIF) for download, in one temporary folder; files older than an hour are removed."""
-
-    def __init__(self, max_age_s: float = 3600):
-        self.folder = Path(tempfile.mkdtemp(prefix="dualstylegan-web-"))
-        self.max_age_s = max_age_s
-        weakref.finalize(self, shutil.rmtree, self.folder, True)  # removed with the app (or at exit)
-
-    def path(self, name: str) -> Path:
-        now = time.time()
-        for old in self.folder.glob("*/*"):
-            try:
-                if now - old.stat().st_mtime > self.max_age_s:
-                    old.unlink()
-                    old.parent.rmdir()
-            except OSError:
-                pass
-        sub = self.folder / uuid.uuid4().hex[:12]
-        sub.mkdir()
-        return sub / re.sub(r"[^\w.-]+", "_", name)
-
-    def png(self, image, name: str) -> str:
-        from ..images import save_image
-
-        return str(save_image(image, self.path(name)))
-
-    def gif(self, frames: list, name: str, duration_ms: int, bounce: bool) -> str:
-        """An endless GIF; ``bounce``: played forward, then backward (a → b → a)."""
-        from ..images import save_animation
-
-        if bounce and len(frames) > 2:
-            frames = frames + frames[-2:0:-1]
-        return str(save_animation(frames, self.path(name), duration=int(duration_ms)))
 
 
 # ----------------------------------------------------------------------------------------- what handlers return
@@ -274,6 +191,55 @@ class TransferView:
 
 
 @dataclass
+class Outcome:
+    """A request's answer for the result area: the new ``result``, or — when it failed — ``result`` None and the
+    ``error`` sentence; the page then keeps showing the last good result beside that sentence."""
+
+    result: Any = None
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+
+# ----------------------------------------------------------------------------------------- which controls apply
+@dataclass(frozen=True)
+class WeightControls:
+    sliders: bool   # the structure / color sliders take input
+    weights: bool   # the 18 per-layer weights take input
+    note: str       # said under the sliders
+
+
+def weight_controls(per_layer: bool) -> WeightControls:
+    """The 18 per-layer weights replace the two sliders (§3.2): while they are in use the sliders are disabled and
+    say so; otherwise the per-layer box is disabled."""
+    if per_layer:
+        return WeightControls(False, True, "The 18 per-layer weights (Advanced) are in use; untick them to use "
+                                           "these sliders.")
+    return WeightControls(True, False, "")
+
+
+REFINE_MAX = 300  # steps of latent optimisation (§3.4): ~0.1–1 s each on a CPU at 256²
+
+
+def refine_control(source: str) -> bool:
+    """Whether the refine-steps control applies: only to an uploaded exemplar image (a code-bank exemplar's code is
+    already refined, refined_exstyle_code.npy)."""
+    return source == UPLOADED
+
+
+def check_refine(steps, source: str) -> int:
+    """The refine steps a transfer runs: 0 for a gallery exemplar, else an integer in [0, REFINE_MAX]."""
+    if not refine_control(source) or not steps:
+        return 0
+    steps = int(steps)
+    if not 0 <= steps <= REFINE_MAX:
+        raise WebError(f"the refine steps must be between 0 and {REFINE_MAX}, got {steps}")
+    return steps
+
+
+@dataclass
 class StyleApp:
     """The web app over style pack pipelines: ``pipelines`` is a dict name → ready :class:`StyleTransferPipeline`
     or a loader ``name → pipeline`` for the names in ``styles`` (default: the packs ready on this machine).
@@ -299,6 +265,18 @@ class StyleApp:
         self.max_concurrency = max(1, int(self.max_concurrency))
         self.faces = FaceCache(self.max_upload_mb)
         self.outputs = ResultFiles()
+
+    def close(self) -> None:
+        """Remove the app's files: results, shown images and (once served) Gradio's uploads and cache."""
+        self.outputs.close()
+
+    def attempt(self, handler: Callable[..., Any], *args, **kwargs) -> Outcome:
+        """``handler(*args, **kwargs)`` as an :class:`Outcome`: its result, or its error's sentence
+        (:meth:`message`) — never an exception, so that the page keeps the last good result on show."""
+        try:
+            return Outcome(handler(*args, **kwargs))
+        except Exception as e:  # noqa: BLE001 - the contract: a sentence for the user, a bug in the log
+            return Outcome(None, self.message(e))
 
     @property
     def default_preset(self) -> tuple[float, float]:
@@ -367,8 +345,9 @@ class StyleApp:
     # ------------------------------------------------------------------ the model calls
     def transfer(self, name: str, photo: str | None, align: bool, source: str, style_id, exemplar_path: str | None,
                  structure: float, color: float, per_layer: bool, weights_text: str, preserve_color: bool,
-                 truncation: float, encoder: str, progress: Progress = _quiet) -> TransferView:
-        """The Transfer tab (``style_transfer.py``, §3.2): photo + exemplar (a gallery id or an uploaded image)."""
+                 truncation: float, encoder: str, progress: Progress = _quiet, refine: int = 0) -> TransferView:
+        """The Transfer tab (``style_transfer.py``, §3.2): photo + exemplar (a gallery id or an uploaded image).
+        ``refine``: steps of latent optimisation of an uploaded exemplar's code (§3.4; ignored for the gallery's)."""
         from ..images import to_image, to_tensor
 
         t0 = time.perf_counter()
@@ -382,14 +361,16 @@ class StyleApp:
         wplus = encoder == "W+"
         if wplus and pipe.encoder_wplus is None:
             raise WebError("this style pack has no W+ encoder (encoder_wplus.pt); choose Z+")
-        progress(0.3, desc="stylising")
+        steps = check_refine(refine, source)
+        progress(0.3, desc=f"refining the exemplar's code ({steps} steps), then stylising" if steps else "stylising")
         result = pipe.transfer(to_tensor(face), exemplar, preserve_color=bool(preserve_color),
-                               truncation=float(truncation), wplus=wplus, **wkw)
+                               truncation=float(truncation), wplus=wplus, refine=steps, **wkw)
         progress(0.9, desc="saving")
         portrait = to_image(result.image)
         png = self.outputs.png(portrait, output_name(Path(str(photo)).stem, pipe.style, tag))
         weights = ("per-layer weights " + format_weights(result.weights) if per_layer
                    else f"structure {float(structure):g}, color {float(color):g}")
+        said += f" refined in {steps} steps" if steps else ""
         info = (f"{name}, {said}; {weights}; {encoder}{', colors preserved' if preserve_color else ''}; "
                 f"truncation {float(truncation):g}; {portrait.width}×{portrait.height} in "
                 f"{time.perf_counter() - t0:.1f} s")
@@ -425,16 +406,18 @@ class StyleApp:
                                fix_color=bool(fix_color), truncation=float(truncation))
         return [(to_image(im[None]), f"seed {seed}, #{i}") for i, im in enumerate(images)]
 
-    def blend(self, name: str, photo: str | None, align: bool, ex_a: str | None, ex_b: str | None, steps: int,
-              duration_ms: int, bounce: bool, progress: Progress = _quiet) -> str:
-        """The Blend tab (Fig. 13): an endless GIF from exemplar ``ex_a`` to ``ex_b`` (code-bank names); its path."""
+    def blend(self, name: str, photo: str | None, align: bool, ex_a: int | str | None, ex_b: int | str | None,
+              steps: int, duration_ms: int, bounce: bool, progress: Progress = _quiet) -> str:
+        """The Blend tab (Fig. 13): an endless GIF from exemplar ``ex_a`` to ``ex_b`` (style ids, as the thumbnails
+        pick them, or code-bank names); its path."""
         from ..images import to_image, to_tensor
 
         progress(0.0, desc="loading the style pack")
         pipe = self.pipelines.get(name)
         if pipe.codes is None:
             raise WebError("this style pack has no code bank to blend")
-        if not ex_a or not ex_b:
+        ex_a, ex_b = (None if e is None or e == "" else e if isinstance(e, str) else int(e) for e in (ex_a, ex_b))
+        if ex_a is None or ex_b is None:
             raise WebError("choose two exemplars to blend")
         progress(0.1, desc="finding the face" if align else "reading the photo")
         face = self.face(photo, align, "photo")
@@ -444,6 +427,7 @@ class StyleApp:
         return self.outputs.gif([to_image(f) for f in frames], gif_name, int(duration_ms), bool(bounce))
 
 
-__all__ = ["BUG_MESSAGE", "GALLERY", "PAGE_SIZE", "THUMBNAIL_SIZE", "UPLOADED", "FaceCache", "GalleryPage",
-           "Pipelines", "ResultFiles", "StyleApp", "StyleView", "TransferView", "WebError", "format_weights",
-           "pack_loader", "parse_weights", "ready_styles", "say"]
+__all__ = ["BUG_MESSAGE", "GALLERY", "PAGE_SIZE", "REFINE_MAX", "THUMBNAIL_SIZE", "UPLOADED", "FaceCache",
+           "GalleryPage", "Outcome", "Pipelines", "ResultFiles", "StyleApp", "StyleView", "TransferView", "WebError",
+           "WeightControls", "check_refine", "format_weights", "pack_loader", "parse_weights", "ready_styles",
+           "refine_control", "say", "weight_controls"]
