@@ -63,44 +63,138 @@ class AlignedFace:
 
 # ------------------------------------------------------------------------------------------------ models
 _lock = threading.Lock()
-_models: tuple | None = None
+_models: dict[str, object] = {}
+
+#: The face detectors: dlib's HOG + linear SVM frontal face detector (the reference's ``align_all_parallel.py``) and
+#: dlib's CNN ``mmod_human_face_detector.dat`` (max-margin object detection), shipped by ``face_recognition_models``.
+DETECTORS = ("hog", "cnn")
+#: HOG is the default: on the test photographs (tests/data, the astronaut at 256–2000 px, coffee, rocket) both find
+#: exactly the faces once a score threshold is applied, and HOG takes 40–80 ms at 512 px and 0.15–0.7 s at
+#: 1024 px on 2 CPU cores where the CNN takes 0.6–1.6 s and 3–14 s (measured for issue 15).
+DEFAULT_DETECTOR = "hog"
+#: The score a detection needs, per detector. HOG's SVM margin is 0.87–2.3 for every face of the test photographs
+#: and at most 0.175 for the astronaut's mission patch at any scale (issue 15); the CNN's confidence is ≥ 0.99 for
+#: faces and found nothing else. 0.4 and 0.5 sit between.
+DEFAULT_THRESHOLDS = {"hog": 0.4, "cnn": 0.5}
+#: The image upsampling of each detector: HOG once (the reference's), the CNN not at all (each doubling is 4× the
+#: time; it finds faces from about 80 px without).
+DEFAULT_UPSAMPLE = {"hog": 1, "cnn": 0}
+#: Faces whose eyes are closer than this (pixels) are too small to align into a useful crop.
+MIN_EYE_DISTANCE = 6.0
 
 
-def predictor_path() -> Path:
-    """The path of dlib's ``shape_predictor_68_face_landmarks.dat`` shipped by ``face_recognition_models``."""
-    # find the package without importing it: its __init__ needs pkg_resources, gone from recent setuptools
+def _model_file(name: str) -> Path:
+    """A model file of ``face_recognition_models``, found without importing the package (its ``__init__`` needs
+    pkg_resources, gone from recent setuptools)."""
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
         raise MissingExtraError(_INSTALL_HINT)
     for folder in spec.submodule_search_locations:
-        path = Path(folder) / "models" / "shape_predictor_68_face_landmarks.dat"
+        path = Path(folder) / "models" / name
         if path.is_file():
             return path
-    raise MissingExtraError(f"face_recognition_models has no shape_predictor_68_face_landmarks.dat; {_INSTALL_HINT}")
+    raise MissingExtraError(f"face_recognition_models has no {name}; {_INSTALL_HINT}")
 
 
-def _load_models():
-    """(dlib frontal face detector, 68-landmark shape predictor, lock), loaded once per process."""
-    global _models
+def predictor_path() -> Path:
+    """The path of dlib's ``shape_predictor_68_face_landmarks.dat`` shipped by ``face_recognition_models``."""
+    return _model_file("shape_predictor_68_face_landmarks.dat")
+
+
+def cnn_detector_path() -> Path:
+    """The path of dlib's CNN face detector ``mmod_human_face_detector.dat`` shipped by ``face_recognition_models``."""
+    return _model_file("mmod_human_face_detector.dat")
+
+
+def _check_detector(detector: str) -> str:
+    if detector not in DETECTORS:
+        from .errors import UsageError
+
+        raise UsageError(f"unknown face detector {detector!r}: choose {' or '.join(DETECTORS)}")
+    return detector
+
+
+def _load_models(detector: str = DEFAULT_DETECTOR):
+    """(dlib, the face detector, the 68-landmark shape predictor, lock), each loaded once per process."""
     with _lock:
-        if _models is None:
+        if detector not in _models:
             try:
                 import dlib
             except ImportError:
                 raise MissingExtraError(_INSTALL_HINT) from None
-            _models = (dlib, dlib.get_frontal_face_detector(), dlib.shape_predictor(os.fspath(predictor_path())),
-                       threading.Lock())
-        return _models
+            _models.setdefault("dlib", dlib)
+            if "predictor" not in _models:
+                _models["predictor"] = (dlib.shape_predictor(os.fspath(predictor_path())), threading.Lock())
+            _models[detector] = (dlib.get_frontal_face_detector() if detector == "hog"
+                                 else dlib.cnn_face_detection_model_v1(os.fspath(cnn_detector_path())))
+        predictor, lock = _models["predictor"]
+        return _models["dlib"], _models[detector], predictor, lock
 
 
 # ------------------------------------------------------------------------------------------------ detection
-def detect_landmarks(img: Image.Image, upsample: int = 1) -> list[np.ndarray]:
-    """dlib's 68 landmarks (68, 2) for every frontal face in ``img``, the largest face first; [] when none.
+@dataclass(frozen=True)
+class Detection:
+    """One face found in a photo: ``box`` (left, top, right, bottom) in the photo's pixels, the detector's ``score``
+    (HOG: the SVM margin; CNN: its confidence) and dlib's 68 ``landmarks`` (68, 2) there."""
 
-    Faces are found with dlib's HOG detector, the image upsampled ``upsample`` times (the reference uses 1); a
-    photo larger than :data:`DETECT_MAX_SIDE` is searched on a reduced copy, the landmarks always on the full one.
+    box: tuple[int, int, int, int]
+    score: float
+    landmarks: np.ndarray
+
+
+def implausible(landmarks: np.ndarray, box: tuple[int, int, int, int] | None = None) -> str | None:
+    """Why 68 landmarks are not a face that can be aligned, in a few words; None when they are plausible.
+
+    dlib's shape predictor always returns 68 points, also for a box around something that is not a face. A face's
+    eyes are apart (:data:`MIN_EYE_DISTANCE`), the left eye left of the right one seen from the mouth, the mouth
+    about one eye distance below the eyes (0.5–2×) and roughly at right angles to the eye line (±40°), and the
+    landmarks sit in the detector's box (their centre inside it, enlarged by a quarter).
     """
-    dlib, detector, predictor, lock = _load_models()
+    lm = np.asarray(landmarks, dtype=np.float64)
+    if lm.shape != (68, 2) or not np.isfinite(lm).all():
+        return "the landmarks are not 68 finite points"
+    eye_left, eye_right = lm[LEFT_EYE].mean(0), lm[RIGHT_EYE].mean(0)
+    mouth = (lm[MOUTH_LEFT] + lm[MOUTH_RIGHT]) * 0.5
+    eye_to_eye, eye_to_mouth = eye_right - eye_left, mouth - (eye_left + eye_right) * 0.5
+    d, m = np.hypot(*eye_to_eye), np.hypot(*eye_to_mouth)
+    if d < MIN_EYE_DISTANCE:
+        return f"the eyes are {d:.0f} px apart (too small to align)"
+    if not 0.5 <= m / d <= 2.0:
+        return "the mouth is not about one eye distance below the eyes"
+    if np.cross(eye_to_eye, eye_to_mouth) / (d * m) < np.cos(np.radians(40)):  # sin of the angle; y points down
+        return "the mouth is not below the eye line"
+    if box is not None:
+        left, top, right, bottom = box
+        grow_x, grow_y = (right - left) / 4, (bottom - top) / 4
+        cx, cy = lm.mean(0)
+        if not (left - grow_x <= cx <= right + grow_x and top - grow_y <= cy <= bottom + grow_y):
+            return "the landmarks lie outside the face's box"
+    return None
+
+
+def cut_off(landmarks: np.ndarray, size: tuple[int, int]) -> bool:
+    """Whether the eyes or the mouth of a face lie outside a photo of ``size`` (a jaw cut by the edge is fine: the
+    FFHQ recipe reflect-pads it)."""
+    lm = np.asarray(landmarks, dtype=np.float64)
+    key = np.concatenate([lm[LEFT_EYE], lm[RIGHT_EYE], lm[MOUTH_LEFT:MOUTH_RIGHT + 1]])
+    w, h = size
+    return bool((key[:, 0] < -0.5).any() or (key[:, 1] < -0.5).any() or (key[:, 0] > w - 0.5).any()
+                or (key[:, 1] > h - 0.5).any())
+
+
+def detect_faces(img: Image.Image, *, detector: str = DEFAULT_DETECTOR, threshold: float | None = None,
+                 upsample: int | None = None) -> list[Detection]:
+    """Every plausible face in ``img``, the most confident first; [] when none.
+
+    ``detector`` is ``"hog"`` (dlib's frontal face detector, the reference's) or ``"cnn"`` (dlib's
+    ``mmod_human_face_detector.dat``); a detection counts when its score reaches ``threshold`` (default
+    :data:`DEFAULT_THRESHOLDS`) and its landmarks are a plausible face (:func:`implausible`). The image is upsampled
+    ``upsample`` times (default :data:`DEFAULT_UPSAMPLE`); a photo larger than :data:`DETECT_MAX_SIDE` is searched
+    on a reduced copy, the landmarks always found on the full one.
+    """
+    dlib, find, predictor, lock = _load_models(_check_detector(detector))
+    threshold = DEFAULT_THRESHOLDS[detector] if threshold is None else float(threshold)
+    upsample = DEFAULT_UPSAMPLE[detector] if upsample is None else int(upsample)
     rgb = np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
     h, w = rgb.shape[:2]
     small = rgb
@@ -110,16 +204,28 @@ def detect_landmarks(img: Image.Image, upsample: int = 1) -> list[np.ndarray]:
         small = np.ascontiguousarray(np.asarray(Image.fromarray(rgb).resize(size, Image.LANCZOS)))
     sx, sy = w / small.shape[1], h / small.shape[0]
     with lock:  # one dlib call at a time (the web app serves several requests)
-        boxes = list(detector(small, upsample))
-        if small is not rgb:
-            boxes = [dlib.rectangle(round(b.left() * sx), round(b.top() * sy), round(b.right() * sx),
-                                    round(b.bottom() * sy)) for b in boxes]
-        boxes.sort(key=lambda b: b.width() * b.height(), reverse=True)
-        faces = []
-        for b in boxes:
-            shape = predictor(rgb, b)
-            faces.append(np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64))
-    return faces
+        if detector == "hog":
+            boxes, scores, _ = find.run(small, upsample, min(threshold, 0.0))
+            found = list(zip(boxes, scores))
+        else:
+            found = [(d.rect, d.confidence) for d in find(small, upsample)]
+        found.sort(key=lambda bs: bs[1], reverse=True)
+        detections = []
+        for b, score in found:
+            if score < threshold:
+                continue
+            box = (round(b.left() * sx), round(b.top() * sy), round(b.right() * sx), round(b.bottom() * sy))
+            shape = predictor(rgb, dlib.rectangle(*box))
+            lm = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
+            if implausible(lm, box) is None:
+                detections.append(Detection(box, float(score), lm))
+    return detections
+
+
+def detect_landmarks(img: Image.Image, upsample: int | None = None, *, detector: str = DEFAULT_DETECTOR,
+                     threshold: float | None = None) -> list[np.ndarray]:
+    """dlib's 68 landmarks (68, 2) of every plausible face in ``img``, the most confident first (:func:`detect_faces`)."""
+    return [d.landmarks for d in detect_faces(img, detector=detector, threshold=threshold, upsample=upsample)]
 
 
 # ------------------------------------------------------------------------------------------------ alignment
@@ -213,11 +319,15 @@ def align_face(img: Image.Image, landmarks: np.ndarray, output_size: int = FACE_
 
 
 def align(img: Image.Image | str | os.PathLike, output_size: int = FACE_SIZE, all_faces: bool = False,
-          transform_size: int | None = None, *, name: str | os.PathLike | None = None) -> list[AlignedFace]:
-    """Detect faces and FFHQ-align them: the largest face (or, with ``all_faces``, every face, largest first).
+          transform_size: int | None = None, *, name: str | os.PathLike | None = None,
+          detector: str = DEFAULT_DETECTOR, threshold: float | None = None) -> list[AlignedFace]:
+    """Detect faces (:func:`detect_faces`) and FFHQ-align them: the most confident face (or, with ``all_faces``,
+    every face, most confident first).
 
     ``img`` is a PIL image or an image file (read with :func:`dualstylegan.images.load_image`). Raises
-    :class:`NoFaceError`, naming ``name`` (default: the file, or "the photo"), when dlib finds no face.
+    :class:`NoFaceError`, naming ``name`` (default: the file, or "the photo"), when no face is found, or when the
+    eyes or the mouth of every face found are outside the photo (:func:`cut_off`); with ``all_faces`` such
+    partial faces are left out.
     """
     if not isinstance(img, Image.Image):
         from .images import load_image
@@ -225,15 +335,20 @@ def align(img: Image.Image | str | os.PathLike, output_size: int = FACE_SIZE, al
         name = img if name is None else name
         img = load_image(img)
     img = img if img.mode == "RGB" else img.convert("RGB")
-    found = detect_landmarks(img)
+    where = "the photo" if name is None else os.fspath(name)
+    found = detect_faces(img, detector=detector, threshold=threshold)
+    whole = [d for d in found if not cut_off(d.landmarks, img.size)]
     if not found:
-        where = "the photo" if name is None else os.fspath(name)
         raise NoFaceError(f"no face was found in {where}; use a photo with a clearly visible, roughly frontal face, "
                           f"or {SKIP_ALIGNMENT} if it is already an aligned face crop.")
+    if not whole:
+        raise NoFaceError(f"the face in {where} is cut off by the photo's edge (its eyes or mouth are outside); use "
+                          f"a photo that shows the whole face, or {SKIP_ALIGNMENT} if it is already an aligned "
+                          "face crop.")
     faces = []
-    for lm in found if all_faces else found[:1]:
-        crop, quad = align_face(img, lm, output_size=output_size, transform_size=transform_size)
-        faces.append(AlignedFace(crop, quad, lm))
+    for d in whole if all_faces else whole[:1]:
+        crop, quad = align_face(img, d.landmarks, output_size=output_size, transform_size=transform_size)
+        faces.append(AlignedFace(crop, quad, d.landmarks))
     return faces
 
 
@@ -259,26 +374,66 @@ def center_quad(size: tuple[int, int]) -> np.ndarray:
 
 
 def prepare_face(image: Image.Image | str | os.PathLike, align: bool = True, all_faces: bool = False, *,
-                 name: str | os.PathLike | None = None) -> list[Face]:
+                 name: str | os.PathLike | None = None, detector: str = DEFAULT_DETECTOR,
+                 threshold: float | None = None) -> list[Face]:
     """A photo (PIL image or file) → the face(s) the pipeline encodes, each :data:`FACE_SIZE`² with its quad.
 
-    ``align``: the largest face (every face, largest first, with ``all_faces``) found by dlib and FFHQ-aligned like
-    the reference's ``align_all_parallel.py`` (:func:`align`); :class:`NoFaceError` naming ``name`` (default: the
-    file) when there is none. Without ``align`` the photo is taken as an aligned face crop: its largest centred
-    square, resized with Lanczos (a square photo is only resized; ``style_transfer.py`` without ``--align_face``
-    would squash a non-square one). A PIL image is first made upright 8-bit RGB like a file
-    (:func:`dualstylegan.images.to_rgb`). Both front ends and :func:`dualstylegan.batch.stylize_files` call this.
+    ``align``: the most confident face (every face, most confident first, with ``all_faces``) found by
+    :func:`detect_faces` (``detector``, ``threshold``) and FFHQ-aligned like the reference's
+    ``align_all_parallel.py`` (:func:`align`); :class:`NoFaceError` naming ``name`` (default: the file) when there is
+    none. Without ``align`` the photo is taken as an aligned face crop: its largest centred square, resized with
+    Lanczos (a square photo is only resized; ``style_transfer.py`` without ``--align_face`` would squash a
+    non-square one). A PIL image is first made upright 8-bit RGB like a file (:func:`dualstylegan.images.to_rgb`).
+    Both front ends and :func:`dualstylegan.batch.stylize_files` call this.
     """
-    from .images import center_square, load_image, to_rgb
+    image, name = _read(image, name)
+    if not align:
+        return [_centre_face(image)]
+    return [Face(f.image, f.quad) for f in _align(image, FACE_SIZE, all_faces, name=name, detector=detector,
+                                                   threshold=threshold)]
+
+
+def _read(image, name):
+    from .images import load_image, to_rgb
 
     if isinstance(image, Image.Image):
-        image = to_rgb(image)  # as load_image reads a file: upright, 8-bit RGB
+        return to_rgb(image), name  # as load_image reads a file: upright, 8-bit RGB
+    return load_image(image), (image if name is None else name)
+
+
+def _centre_face(image: Image.Image) -> Face:
+    from .images import center_square
+
+    return Face(center_square(image, FACE_SIZE), center_quad(image.size))
+
+
+@dataclass(frozen=True)
+class Exemplar:
+    """An exemplar image as the pipeline uses it: ``face`` (:data:`FACE_SIZE`² crop and its quad) and whether it was
+    ``aligned`` (a face was found) or centre-cropped; ``notice`` is the one line that says so, or None."""
+
+    face: Face
+    aligned: bool
+    notice: str | None = None
+
+
+def prepare_exemplar(image: Image.Image | str | os.PathLike, *, name: str | os.PathLike | None = None,
+                     detector: str = DEFAULT_DETECTOR, threshold: float | None = None) -> Exemplar:
+    """Any exemplar image → the square the pipeline encodes: FFHQ-aligned when a face is found (as the reference
+    aligns its style images, ``destylize.py``), otherwise — a painting, a cartoon dlib does not recognise — the
+    largest centred square, never squashed, with a :attr:`Exemplar.notice` saying so. Independent of whether the
+    photos are aligned. Without dlib installed it is centre-cropped too (with a notice)."""
+    image, name = _read(image, name)
+    where = "the exemplar" if name is None else os.fspath(name)
+    try:
+        face = _align(image, FACE_SIZE, name=name, detector=detector, threshold=threshold)[0]
+    except NoFaceError:
+        reason = "no face was found in it"
+    except MissingExtraError:
+        reason = "face alignment is not installed (pip install 'dualstylegan[faces]')"
     else:
-        name = image if name is None else name
-        image = load_image(image)
-    if not align:
-        return [Face(center_square(image, FACE_SIZE), center_quad(image.size))]
-    return [Face(f.image, f.quad) for f in _align(image, FACE_SIZE, all_faces, name=name)]
+        return Exemplar(Face(face.image, face.quad), True)
+    return Exemplar(_centre_face(image), False, f"{where}: {reason}; using its centred square as it is.")
 
 
 # ------------------------------------------------------------------------------------------------ paste back
@@ -337,6 +492,7 @@ def _perspective_coeffs(src: np.ndarray, dst: np.ndarray) -> tuple[float, ...]:
     return tuple(np.linalg.solve(np.array(rows, dtype=np.float64), np.array(rhs, dtype=np.float64)).tolist())
 
 
-__all__ = ["FACE_SIZE", "SKIP_ALIGNMENT", "AlignedFace", "Face", "MissingExtraError", "NoFaceError", "align",
-           "align_face", "center_quad", "detect_landmarks", "face_mask", "ffhq_quad", "paste_back", "predictor_path",
-           "prepare_face"]
+__all__ = ["DEFAULT_DETECTOR", "DEFAULT_THRESHOLDS", "DETECTORS", "FACE_SIZE", "SKIP_ALIGNMENT", "AlignedFace",
+           "Detection", "Exemplar", "Face", "MissingExtraError", "NoFaceError", "align", "align_face", "center_quad",
+           "cnn_detector_path", "cut_off", "detect_faces", "detect_landmarks", "face_mask", "ffhq_quad",
+           "implausible", "paste_back", "predictor_path", "prepare_exemplar", "prepare_face"]
