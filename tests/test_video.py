@@ -1,0 +1,296 @@
+"""dualstylegan.video and dualstylegan.tracking: clips written here by PyAV from real photos, the tiny pack."""
+from __future__ import annotations
+
+import tracemalloc
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import needs_dlib
+
+av = pytest.importorskip("av")
+
+from dualstylegan import video as V  # noqa: E402
+from dualstylegan.tracking import FaceTracker, OneEuroFilter, face_box, iou  # noqa: E402
+
+FPS = 25
+SAMPLE_RATE = 16000
+
+
+# ------------------------------------------------------------------------------------------------ clips
+def astronaut(size: int = 160) -> np.ndarray:
+    """The astronaut photo's face region (the face at about a third of the frame), ``size``²."""
+    from PIL import Image
+    from skimage import data
+
+    img = Image.fromarray(data.astronaut()).crop((120, 20, 330, 230))
+    return np.asarray(img.resize((size, size), Image.LANCZOS))
+
+
+def shifted(img: np.ndarray, dx: float, dy: float, zoom: float = 1.0) -> np.ndarray:
+    """``img`` moved by a sub-pixel (dx, dy) and scaled about its centre (bilinear)."""
+    from PIL import Image
+
+    h, w = img.shape[:2]
+    cx, cy = w / 2, h / 2
+    a = 1 / zoom
+    coeffs = (a, 0, cx - a * cx - dx * a, 0, a, cy - a * cy - dy * a)
+    return np.asarray(Image.fromarray(img).transform((w, h), Image.AFFINE, coeffs, Image.BILINEAR))
+
+
+def still_frames(n: int, size: int = 160, noise: float = 3.0, jitter: float = 0.5, seed: int = 0):
+    """A still photo with per-frame sensor noise and sub-pixel jitter: the ideal output is still."""
+    rng = np.random.default_rng(seed)
+    base = astronaut(size)
+    for _ in range(n):
+        img = shifted(base, *rng.uniform(-jitter, jitter, 2)).astype(np.float32)
+        yield np.uint8(np.clip(img + rng.normal(0, noise, img.shape), 0, 255))
+
+
+def write_clip(path: Path, frames, fps: int = FPS, audio: bool = True, rotation: int | None = None,
+               durations: list[int] | None = None, codec: str = "libx264") -> Path:
+    """Encode RGB frames (H.264, time base 1/1000 s) and a 440 Hz sine as AAC; ``durations`` (ms) give a
+    variable frame rate."""
+    frames = list(frames)
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), "w") as c:
+        s = c.add_stream(codec, rate=fps)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        s.codec_context.time_base = Fraction(1, 1000)
+        if rotation is not None:
+            s.set_display_rotation(rotation)
+        a = c.add_stream("aac", rate=SAMPLE_RATE) if audio else None
+        if a is not None:
+            a.layout = "mono"
+        t = 0
+        for i, img in enumerate(frames):
+            f = av.VideoFrame.from_ndarray(img, format="rgb24")
+            f.pts, f.time_base = t, Fraction(1, 1000)
+            t += durations[i] if durations else 1000 // fps
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+        if a is not None:
+            n = SAMPLE_RATE * t // 1000
+            x = (0.3 * np.sin(2 * np.pi * 440 * np.arange(n) / SAMPLE_RATE)).astype(np.float32)[None]
+            for k in range(0, n, 1024):
+                af = av.AudioFrame.from_ndarray(np.ascontiguousarray(x[:, k:k + 1024]), format="flt", layout="mono")
+                af.sample_rate, af.pts = SAMPLE_RATE, k
+                for p in a.encode(af):
+                    c.mux(p)
+            for p in a.encode():
+                c.mux(p)
+    return path
+
+
+def decode(path: Path) -> tuple[list[np.ndarray], list[int], object]:
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        frames = [(f.to_ndarray(format="rgb24"), f.pts) for f in c.decode(s)]
+        return [f for f, _ in frames], [p for _, p in frames], (s.average_rate, s.time_base, c.duration)
+
+
+def audio_packets(path: Path) -> list[bytes]:
+    with av.open(str(path)) as c:
+        return [bytes(p) for p in c.demux(c.streams.audio[0]) if p.size]
+
+
+# ------------------------------------------------------------------------------------------------ a fake face
+def fake_landmarks(cx: float, cy: float, size: float) -> np.ndarray:
+    """68 landmarks of a frontal face of ``size`` px centred at (cx, cy): what FFHQ alignment reads (eyes, mouth)
+    placed like dlib's, the rest on the jaw line."""
+    lm = np.zeros((68, 2))
+    t = np.linspace(-1, 1, 17)
+    lm[:17] = np.stack([t * 0.5, 0.1 + 0.4 * np.sqrt(1 - t ** 2)], 1)  # jaw
+    lm[17:36] = np.stack([np.linspace(-0.4, 0.4, 19), np.full(19, -0.2)], 1)  # brows and nose (flat)
+    for i, ex in ((36, -0.2), (42, 0.2)):  # eyes
+        ang = np.linspace(0, 2 * np.pi, 6, endpoint=False)
+        lm[i:i + 6] = np.stack([ex + 0.06 * np.cos(ang), -0.1 + 0.03 * np.sin(ang)], 1)
+    lm[48:68] = np.stack([np.linspace(-0.15, 0.15, 20), np.full(20, 0.25)], 1)  # mouth, 48 and 54 its corners
+    lm[54] = (0.15, 0.25)
+    return lm * size + (cx, cy)
+
+
+class FakeFaces:
+    """Detector and refitter over faces whose true landmarks a test sets per frame (``truth``)."""
+
+    def __init__(self, visible=lambda frame: True):
+        self.truth: list[np.ndarray] = []
+        self.visible = visible
+
+    def detect(self, frame):
+        return sorted(self.truth, key=lambda lm: -np.ptp(lm, 0).max()) if self.visible(frame) else []
+
+    def refit(self, frame, box):
+        truth = self.truth if self.visible(frame) else []
+        best = max(truth, key=lambda lm: iou(face_box(lm), np.array(box, float)), default=None)
+        return best if best is not None else np.zeros((68, 2))
+
+
+# ------------------------------------------------------------------------------------------------ generator
+def test_early_exit_equals_the_full_synthesis_skip(tiny_pipeline):
+    g = tiny_pipeline.generator
+    torch.manual_seed(0)
+    z = torch.randn(2, g.n_latent, 512)
+    ex_w = g.map_extrinsic(torch.randn(2, g.n_latent, 512))
+    opts = dict(z_plus_latent=True, randomize_noise=False, use_res=True, interp_weights=[0.7] * 18)
+    skips = {}
+    hooks = [rgb.register_forward_hook(lambda m, i, o, r=2 ** (k + 3): skips.__setitem__(r, o.clone()))
+             for k, rgb in enumerate(g.generator.to_rgbs)]
+    hooks.append(g.generator.to_rgb1.register_forward_hook(lambda m, i, o: skips.__setitem__(4, o.clone())))
+    with torch.no_grad():
+        full, _ = g([z], ex_w, **opts)
+        for h in hooks:
+            h.remove()
+        for size in (4, 8, 16, 32):
+            early, _ = g([z], ex_w, output_size=size, **opts)
+            assert early.shape[-1] == size
+            assert torch.equal(early, skips[size]), size
+        assert torch.equal(g([z], ex_w, output_size=64, **opts)[0], full)
+        plain = g.generator([z], z_plus_latent=True, randomize_noise=False)[0]
+        assert plain.shape[-1] == 64 and g.generator([z], z_plus_latent=True, randomize_noise=False,
+                                                     output_size=16)[0].shape[-1] == 16
+        out = tiny_pipeline.synthesize(z, ex_w, z_plus_latent=True, use_res=True, interp_weights=[0.7] * 18,
+                                       output_size=32)
+        assert torch.equal(out, skips[32])
+    for bad in (3, 48, 128):
+        with pytest.raises(ValueError, match="power of two"):
+            g([z], ex_w, output_size=bad, **opts)
+
+
+# ------------------------------------------------------------------------------------------------ tracking
+def test_one_euro_is_steady_when_still_and_follows_motion():
+    rng = np.random.default_rng(0)
+    f = OneEuroFilter()
+    still = [f(np.array([[100.0, 100.0]]) + rng.normal(0, 1, (1, 2)), i / 25, scale=100) for i in range(50)]
+    assert np.std(np.array(still)[25:], axis=0).max() < 0.45  # raw noise: 1 px
+    f = OneEuroFilter()
+    moving = [f(np.array([[100.0 + 10 * i, 100.0]]), i / 25, scale=100)[0, 0] for i in range(50)]
+    assert 100 + 10 * 49 - moving[-1] < 15  # under 1.5 frames behind at 2.5 face sizes per second
+    raw = OneEuroFilter(min_cutoff=1e9)  # no smoothing at all
+    assert raw(np.ones(2), 0.0) == pytest.approx(np.ones(2)) and raw(np.zeros(2), 0.04) == pytest.approx(np.zeros(2), abs=1e-6)
+
+
+def test_tracks_keep_their_identity_when_two_faces_cross():
+    faces = FakeFaces()
+    tracker = FaceTracker(detect=faces.detect, refit=faces.refit, detect_every=3, smoothing=None)
+    frame = np.zeros((240, 400, 3), np.uint8)
+    ids_a, ids_b = set(), set()
+    for i in range(40):  # A goes right, B goes left; their boxes overlap in the middle frames
+        a = fake_landmarks(60 + 7 * i, 100, 60)
+        b = fake_landmarks(340 - 7 * i, 140, 56)
+        faces.truth = [a, b]
+        out = tracker.update(frame, i / 25)
+        assert len(out) == 2
+        for f in out:
+            (ids_a if np.allclose(f.landmarks, a) else ids_b).add(f.track_id)
+    assert ids_a == {0} and ids_b == {1}
+
+
+def test_a_face_entering_later_is_picked_up_and_largest_follows_one():
+    faces = FakeFaces()
+    tracker = FaceTracker(detect=faces.detect, refit=faces.refit, detect_every=4, smoothing=None)
+    largest = FaceTracker("largest", detect=faces.detect, refit=faces.refit, detect_every=4, smoothing=None)
+    frame = np.zeros((240, 400, 3), np.uint8)
+    seen, seen_largest = [], []
+    for i in range(12):
+        faces.truth = [fake_landmarks(100, 120, 50)] + ([fake_landmarks(300, 120, 80)] if i >= 5 else [])
+        seen.append([f.track_id for f in tracker.update(frame, i / 25)])
+        seen_largest.append([f.track_id for f in largest.update(frame, i / 25)])
+    assert seen[:5] == [[0]] * 5 and seen[-1] == [0, 1] and seen.index([0, 1]) <= 8
+    assert all(s == [0] for s in seen_largest)
+    faces.truth = []  # everybody leaves: the tracks go once detection has missed them max_missed times
+    for i in range(12, 12 + 4 * 5):
+        out = tracker.update(frame, i / 25)
+    assert out == []
+
+
+# ------------------------------------------------------------------------------------------------ the stages
+def frames_of(images, fps: int = FPS):
+    return [V.Frame(i, i * 40, i / fps, img) for i, img in enumerate(images)]
+
+
+def test_batches_equal_the_pipeline_transfer(tiny_pipeline):
+    from PIL import Image
+
+    from dualstylegan.images import to_image, to_tensor
+
+    crops = [Image.fromarray(shifted(astronaut(256), 3 * k, 0)) for k in range(2)]
+    for kw in ({"preserve_color": True, "structure": 0.3}, {"wplus": True, "preserve_color": True}):
+        styler = V.VideoStyler(tiny_pipeline, 1, tracker=object(), **kw)
+        one = styler._stylise(crops[:1], [0])[0]
+        ref = tiny_pipeline.transfer(to_tensor(crops[0]), 1, **kw).image
+        assert np.array_equal(np.asarray(one), np.asarray(to_image(ref))), kw
+        batch = styler._stylise(crops, [0, 1])
+        for crop, got in zip(crops[1:], batch[1:]):
+            ref = np.asarray(to_image(tiny_pipeline.transfer(to_tensor(crop), 1, **kw).image), np.int16)
+            assert np.abs(np.asarray(got, np.int16) - ref).max() <= 1, kw
+    small = V.VideoStyler(tiny_pipeline, 1, tracker=object(), portrait_size=32)._stylise(crops[:1], [0])[0]
+    assert small.size == (32, 32)
+
+
+def test_frames_without_faces_pass_through_unchanged(tiny_pipeline):
+    faces = FakeFaces(visible=lambda frame: frame[0, 0, 0] != 7)  # a frame marked 7 has no face
+    faces.truth = [fake_landmarks(64, 60, 50)]
+    tracker = FaceTracker(detect=faces.detect, refit=faces.refit, detect_every=1, smoothing=None)
+    images = [astronaut(128).copy() for _ in range(7)]
+    for i in (0, 1, 4, 6):
+        images[i][0, 0, 0] = 7
+    styler = V.VideoStyler(tiny_pipeline, 0, tracker=tracker, batch_size=2)
+    out = list(styler.frames(frames_of(images)))  # the frames handed to the encoder
+    assert [f.index for f in out] == list(range(7)) and [f.pts for f in out] == [i * 40 for i in range(7)]
+    for i, (frame, img) in enumerate(zip(out, images)):
+        assert np.array_equal(frame.image, img) == (i in (0, 1, 4, 6)), i
+    assert styler.stats.faces == 3 and styler.stats.tracks == 2  # the face that came back is a new track
+
+
+class StubPipeline:
+    """The pipeline calls VideoStyler makes, at no cost (the memory test runs hundreds of frames)."""
+
+    n_latent, color_rows = 10, slice(7, 10)
+
+    def __init__(self):
+        self.generator = self
+
+    size = 64
+
+    def weights_for(self, weights=None, structure=None, color=None):
+        return [0.75] * 18
+
+    def exemplar_code(self, exemplar):
+        return torch.zeros(1, self.n_latent, 512)
+
+    def map_extrinsic(self, z):
+        return z
+
+    def encode(self, image, wplus=False):
+        return torch.zeros(image.shape[0], self.n_latent, 512)
+
+    def synthesize(self, intrinsic, extrinsic_w, output_size=None, **options):
+        return torch.zeros(intrinsic.shape[0], 3, output_size or self.size, output_size or self.size)
+
+
+def test_memory_is_flat_in_the_clip_length():
+    faces = FakeFaces()
+    faces.truth = [fake_landmarks(48, 44, 40)]
+    base = astronaut(96)
+
+    def run(n):
+        tracker = FaceTracker(detect=faces.detect, refit=faces.refit, smoothing=V.DEFAULT_SMOOTHING)
+        styler = V.VideoStyler(StubPipeline(), 0, tracker=tracker, batch_size=4, portrait_size=16)
+        frames = (V.Frame(i, i * 40, i / FPS, base.copy()) for i in range(n))
+        tracemalloc.start()
+        count = sum(1 for _ in styler.frames(frames))
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return count, peak, styler.stats
+
+    n20, peak20, stats20 = run(20)
+    n200, peak200, stats200 = run(200)
+    assert (n20, n200) == (20, 200)
+    assert stats20.max_in_flight == stats200.max_in_flight == 4
+    assert peak200 < 1.25 * peak20 + 256 * 1024, (peak20, peak200)
