@@ -5,6 +5,7 @@ sentence; a bug is "something went wrong" in the page and a traceback in the log
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -183,3 +184,134 @@ def test_the_page_and_the_cli_write_the_same_portrait(app, tiny_pack, photo, tmp
                      "--structure", "0.5", "--device", "cpu", "--quiet", "-o", str(tmp_path / "out")]) == 0
     written = tmp_path / "out" / Path(v.png).name
     assert np.array_equal(pixels(Image.open(written)), pixels(Image.open(v.png)))
+
+
+# ----------------------------------------------------------------------------------------- issue 15: the page's behaviour
+def test_a_failed_request_keeps_the_last_good_result(app, photo):
+    """attempt() never raises: a good run is the result; a failed one is no result and one sentence, so the page
+    leaves the last good portrait where it is and says why beside it."""
+    good = app.attempt(app.transfer, "tiny", str(photo), False, web.GALLERY, 1, None, 0.5, 1.0, False, "", False,
+                       0.75, "Z+")
+    assert good.ok and good.error == "" and isinstance(good.result, web.TransferView)
+    bad = app.attempt(app.transfer, "tiny", str(photo), False, web.GALLERY, 1, None, 0.5, 1.0, True, "0.5, 0.5",
+                      False, 0.75, "Z+")
+    assert not bad.ok and bad.result is None and "18" in bad.error and bad.error[0].isupper()
+    bug = app.attempt(lambda: {}["missing"])
+    assert bug.error == web.BUG_MESSAGE and bug.result is None
+
+
+def test_the_18_weights_disable_the_two_sliders():
+    on, off = web.weight_controls(True), web.weight_controls(False)
+    assert (on.sliders, on.weights) == (False, True) and "18 per-layer weights" in on.note
+    assert (off.sliders, off.weights, off.note) == (True, False, "")
+
+
+def test_refine_steps_apply_to_an_uploaded_exemplar_only(app, tiny_pipeline, photo, tmp_path):
+    assert web.refine_control(web.UPLOADED) and not web.refine_control(web.GALLERY)
+    assert web.check_refine(20, web.GALLERY) == 0 and web.check_refine(None, web.UPLOADED) == 0
+    assert web.check_refine(20.0, web.UPLOADED) == 20
+    with pytest.raises(web.WebError, match=f"between 0 and {web.REFINE_MAX}"):
+        web.check_refine(web.REFINE_MAX + 1, web.UPLOADED)
+    painting = tmp_path / "painting.png"
+    Image.open(photo).transpose(Image.Transpose.FLIP_TOP_BOTTOM).save(painting)
+    v = app.transfer("tiny", str(photo), False, web.UPLOADED, 0, str(painting), 0.5, 1.0, False, "", False, 0.75,
+                     "Z+", refine=2)
+    exemplar = to_tensor(prepare_face(painting, align=False)[0].image)
+    expect = library(tiny_pipeline, photo, exemplar, structure=0.5, color=1.0, truncation=0.75, refine=2)
+    assert np.array_equal(pixels(v.portrait), expect) and "your exemplar image refined in 2 steps" in v.info
+    plain = app.transfer("tiny", str(photo), False, web.GALLERY, 0, str(painting), 0.5, 1.0, False, "", False, 0.75,
+                         "Z+", refine=2)  # a gallery exemplar: the control does not apply
+    assert "refined" not in plain.info
+
+
+def test_blend_takes_the_style_ids_the_thumbnails_pick(app, photo):
+    by_id = Path(app.blend("tiny", str(photo), False, 0, 2, 3, 100, False))
+    by_name = Path(app.blend("tiny", str(photo), False, "000.jpg", "002.jpg", 3, 100, False))
+    with Image.open(by_id) as a, Image.open(by_name) as b:
+        assert a.n_frames == b.n_frames == 3
+        a.seek(2)
+        b.seek(2)
+        assert np.array_equal(pixels(a), pixels(b))
+    with pytest.raises(web.WebError, match="choose two exemplars"):
+        app.blend("tiny", str(photo), False, 0, None, 3, 100, False)
+
+
+# ----------------------------------------------------------------------------------------- issue 10: files
+@pytest.mark.parametrize("name", ["../outside/secret.png", "{outside}/secret.png", "link.png", "sub/../../outside/secret.png"])
+def test_gallery_images_come_only_from_inside_the_folder(tmp_path, name):
+    """A code bank's key is data from elsewhere: '../x/secret.png', an absolute path or a link out of the folder
+    finds no image (the thumbnail is rendered from its code instead)."""
+    from types import SimpleNamespace
+
+    dataset, outside = tmp_path / "dataset", tmp_path / "outside"
+    dataset.mkdir()
+    outside.mkdir()
+    secret = Image.fromarray(np.full((40, 40, 3), 200, np.uint8))
+    secret.save(outside / "secret.png")
+    (dataset / "link.png").symlink_to(outside / "secret.png")
+    Image.fromarray(np.full((40, 40, 3), 50, np.uint8)).save(dataset / "ok.png")
+    key = name.format(outside=outside)
+    rendered = Image.new("RGB", (web.THUMBNAIL_SIZE,) * 2, (1, 2, 3))
+    pipe = SimpleNamespace(codes=SimpleNamespace(name_of=lambda i: [key, "ok.png"][i]),
+                           render_exemplar=lambda i, size: to_tensor(rendered))
+    pipes = web.Pipelines({"p": pipe}, exemplar_images=[dataset])
+    assert pipes.exemplar_file(key) is None
+    assert pipes.exemplar_file("ok.png") == (dataset / "ok.png").resolve()
+    thumbs = pipes.thumbnails("p", [0, 1])
+    assert np.array_equal(pixels(thumbs[0]), pixels(to_image(to_tensor(rendered))))  # not the secret
+    assert pixels(thumbs[1]).mean() == 50
+    assert web.inside(dataset, str(outside / "secret.png")) is None and web.inside(dataset, "") is None
+
+
+def test_shown_images_are_written_once_and_removed_with_the_app(tiny_pipeline):
+    """An image the page shows is a complete file that is never rewritten (another request may be streaming it);
+    closing the app removes its folder."""
+    app = web.StyleApp({"tiny": tiny_pipeline}, align=False)
+    folder = app.outputs.folder
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    first = Path(app.outputs.shown(image))
+    before = first.stat()
+    second = Path(app.outputs.shown(image.copy()))
+    assert second == first and first.stat().st_ino == before.st_ino  # the same file, not written again
+    assert np.array_equal(pixels(Image.open(first)), pixels(image))
+    assert not list(first.parent.glob(".*.tmp"))
+    other = Path(app.outputs.shown(Image.new("RGB", (32, 32))))
+    assert other != first and other.parent.parent == first.parent.parent
+    app.close()
+    assert not folder.exists()
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads the memory in use from /proc")
+def test_memory_returns_to_its_baseline_after_large_photos(tmp_path):
+    """8 concurrent previews of a large PNG, twice: every one succeeds and the memory in use goes back to where it
+    was (each decode is ~100 MB of pixels)."""
+    import threading
+
+    yy, xx = np.mgrid[0:6000, 0:6000]
+    big = tmp_path / "big.png"
+    Image.fromarray(np.stack([xx % 251, yy % 241, (xx ^ yy) % 256], -1).astype(np.uint8)).save(big, compress_level=1)
+    del yy, xx
+    cache = web.FaceCache(max_upload_mb=500)
+    cache.get(str(big), "photo", align=False)  # warm up: imports, allocator pools
+    web.release_memory()
+    baseline, faces, errors = _rss_mb(), [], []
+
+    def preview():
+        try:
+            faces.append(web.FaceCache(max_upload_mb=500).get(str(big), "photo", align=False))
+        except Exception as e:  # noqa: BLE001 - collected and reported
+            errors.append(e)
+
+    for _ in range(2):
+        threads = [threading.Thread(target=preview) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+    assert not errors and len(faces) == 16 and all(f.size == (256, 256) for f in faces)
+    assert _rss_mb() - baseline < 150, f"{baseline:.0f} MB → {_rss_mb():.0f} MB"
