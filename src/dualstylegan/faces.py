@@ -161,7 +161,8 @@ def implausible(landmarks: np.ndarray, box: tuple[int, int, int, int] | None = N
         return f"the eyes are {d:.0f} px apart (too small to align)"
     if not 0.5 <= m / d <= 2.0:
         return "the mouth is not about one eye distance below the eyes"
-    if np.cross(eye_to_eye, eye_to_mouth) / (d * m) < np.cos(np.radians(40)):  # sin of the angle; y points down
+    sine = (eye_to_eye[0] * eye_to_mouth[1] - eye_to_eye[1] * eye_to_mouth[0]) / (d * m)  # y points down
+    if sine < np.cos(np.radians(40)):
         return "the mouth is not below the eye line"
     if box is not None:
         left, top, right, bottom = box
