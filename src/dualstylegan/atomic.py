@@ -10,15 +10,56 @@ import contextlib
 import errno
 import json
 import os
+import re
 import secrets
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 
+#: A temp file untouched this long whose writer is gone (or unknown) is a leftover of a killed writer.
+STALE_AFTER_S = 60.0
+
+
 def _temp_beside(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    """``.NAME.XXXXXXXX-PID.tmp``: random, and naming its writer so that leftovers can be told from live writes."""
+    return path.with_name(f".{path.name}.{secrets.token_hex(4)}-{os.getpid()}.tmp")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # someone else's process (or a number we cannot ask about): assume it is writing
+    return True
+
+
+def remove_stale_temps(path: Path, now: float | None = None) -> list[Path]:
+    """Delete the temp files of earlier writes to ``path`` that a SIGKILL or power loss left behind: named
+    ``.NAME.XXXXXXXX[-PID].tmp``, unmodified for :data:`STALE_AFTER_S`, and whose writer (when named) has exited.
+    A concurrent writer's temp file is recent or has a live pid, so it is kept. Returns what was removed."""
+    rx = re.compile(rf"\.{re.escape(path.name)}\.[0-9a-f]{{8}}(?:-(\d+))?\.tmp")
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        candidates = [p for p in path.parent.iterdir() if rx.fullmatch(p.name)]
+    except OSError:
+        return removed
+    for tmp in candidates:
+        pid = rx.fullmatch(tmp.name).group(1)
+        try:
+            old = now - tmp.lstat().st_mtime > STALE_AFTER_S
+        except OSError:
+            continue
+        if old and (pid is None or (int(pid) != os.getpid() and not _alive(int(pid)))):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
 
 
 def _sync_folder(folder: Path) -> None:
@@ -50,7 +91,8 @@ def _publish_new(tmp: Path, path: Path) -> None:
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any], *, overwrite: bool = True) -> Path:
     """Run ``write`` on a temp file beside ``path``, fsync it, then publish it as ``path`` (replacing an old file,
     or — with ``overwrite=False`` — only if there is none, else ``FileExistsError``). The folder is created. On any
-    failure the temp file is removed and an existing ``path`` is untouched; the ``OSError`` propagates."""
+    failure the temp file is removed and an existing ``path`` is untouched; the ``OSError`` propagates. After a
+    successful write, temp files that killed writers left beside ``path`` are removed (:func:`remove_stale_temps`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_beside(path)
@@ -67,6 +109,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any], *, 
     finally:
         with contextlib.suppress(OSError):  # already renamed, or the folder is gone: nothing of ours is left
             tmp.unlink()
+    remove_stale_temps(path)
     _sync_folder(path.parent)
     return path
 
@@ -112,4 +155,4 @@ def why(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
 
 
-__all__ = ["atomic_copy", "atomic_write", "disk_full", "read_json", "why", "write_json"]
+__all__ = ["atomic_copy", "atomic_write", "disk_full", "read_json", "remove_stale_temps", "why", "write_json"]

@@ -18,13 +18,18 @@ class StyleIdError(DualStyleGANError, KeyError):
 
 
 class CodeBank(Mapping):
-    """Ordered mapping exemplar name → Z+ code (18, 512). Style id i is the i-th name (the reference's order)."""
+    """Ordered mapping exemplar name → Z+ code (18, 512). Style id i is the i-th name (the reference's order).
+
+    Codes must be finite in float32 (a NaN code renders a uniform grey portrait): else a ValueError naming it."""
 
     def __init__(self, codes: Mapping[str, np.ndarray | torch.Tensor], source: str = "code bank"):
         self.source = source
         self._codes: dict[str, torch.Tensor] = {}
+        from .checkpoints import finite_code
+
         for name, code in codes.items():
-            t = torch.as_tensor(np.asarray(code, dtype=np.float32))
+            arr = np.asarray(code.detach().cpu() if isinstance(code, torch.Tensor) else code)
+            t = torch.from_numpy(finite_code(arr if arr.dtype.kind == "f" else arr.astype(np.float32), str(name), source))
             if t.ndim == 3 and t.shape[0] == 1:
                 t = t[0]
             if t.ndim != 2:

@@ -20,18 +20,32 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .atomic import atomic_write
-from .errors import DualStyleGANError
+from .errors import DualStyleGANError, missing
 
 log = logging.getLogger(__name__)
 
 #: The largest image :func:`load_image` opens (8192² pixels); PIL's own bomb check allows ~179 M.
 MAX_PIXELS = 8192 * 8192
 
-#: Extensions :func:`is_image_file` accepts (lower case, with the dot).
-IMAGE_EXTENSIONS = frozenset({
-    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".gif", ".webp", ".tif", ".tiff",
-    ".ppm", ".pgm", ".pbm", ".pnm", ".tga",
-})
+#: Raster photo formats worth looking for in a folder (documents, vector and scientific formats PIL also opens —
+#: .pdf, .eps, .fits, .h5 … — are left out).
+_PHOTO_EXTENSIONS = (
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".bmp", ".dib", ".gif", ".webp", ".tif", ".tiff",
+    ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".avif", ".avifs", ".heic", ".heif", ".jp2", ".j2k", ".jpx", ".jpf",
+    ".qoi", ".mpo",
+)
+
+
+def image_extensions() -> frozenset[str]:
+    """The photo extensions that PIL can open here (lower case, with the dot): :func:`load_image` and
+    :func:`is_image_file` agree — an ``.avif`` that loads is also found in a folder. Plugins registered later
+    (``pillow_heif.register_heif_opener()``) count from then on."""
+    registered = Image.registered_extensions()
+    return frozenset(e for e in _PHOTO_EXTENSIONS if registered.get(e) in Image.OPEN)
+
+
+#: :func:`image_extensions` when this module was imported.
+IMAGE_EXTENSIONS = image_extensions()
 
 ImageLike = Union[Image.Image, torch.Tensor]
 _WHITE = (255, 255, 255)
@@ -55,7 +69,7 @@ def load_image(path: str | os.PathLike) -> Image.Image:
     """
     path = Path(path)
     if not path.exists():
-        raise ImageError(f"the image {path} does not exist.", path)
+        raise ImageError(f"the image {path} {missing(path)}.", path)
     if path.is_dir():
         raise ImageError(f"{path} is a folder, not an image file.", path)
     try:
@@ -328,16 +342,18 @@ def make_grid(items: Iterable[ImageLike | None], nrow: int = 8, padding: int = 2
 
 # ------------------------------------------------------------------------------------------------ folders
 def is_image_file(path: str | os.PathLike) -> bool:
-    """Whether the name has an image extension (:data:`IMAGE_EXTENSIONS`) and is not hidden (``.*``, ``._*``)."""
+    """Whether the name has an extension PIL opens (:func:`image_extensions`) and is not hidden (``.*``, ``._*``)."""
     p = Path(path)
-    return p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+    suffix = p.suffix.lower()
+    return (suffix in IMAGE_EXTENSIONS or suffix in image_extensions()) and not p.name.startswith(".")
 
 
 def iter_image_files(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
     """The image files of ``folder`` (by extension, see :func:`is_image_file`), sorted by path."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise NotADirectoryError(f"the folder {folder} does not exist or is not a folder.")
+        why = "is not a folder" if folder.exists() else missing(folder)
+        raise NotADirectoryError(f"the folder {folder} {why}.")
     found = folder.rglob("*") if recursive else folder.iterdir()
     return sorted((p for p in found if is_image_file(p) and p.is_file()), key=lambda p: str(p))
 

@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DualStyleGANError
+from .errors import DualStyleGANError, missing
 
 PROJECT_URL = "https://github.com/williamyang1991/DualStyleGAN"
 
@@ -70,9 +70,25 @@ class StylePackFiles:
 
 
 def models_home() -> Path:
-    """``$DUALSTYLEGAN_HOME`` or ``~/.cache/dualstylegan``; style packs go in ``<home>/models/<style>/``."""
+    """``$DUALSTYLEGAN_HOME`` or ``~/.cache/dualstylegan``; style packs go in ``<home>/models/<style>/``.
+
+    A ``$DUALSTYLEGAN_HOME`` that names a file (or a symbolic link loop) is a :class:`StylePackError` saying so;
+    a folder that does not exist yet is fine (downloads create it)."""
     env = os.environ.get("DUALSTYLEGAN_HOME")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "dualstylegan"
+    if not env:
+        return Path.home() / ".cache" / "dualstylegan"
+    home = Path(env).expanduser()
+    for p in (home, *home.parents):
+        if p.is_dir():
+            break
+        if p.is_file():
+            what = f"the file {home}, not a folder" if p == home else f"{home}, which lies under the file {p}"
+            raise StylePackError(f"DUALSTYLEGAN_HOME is set to {what}; point it at a folder (it is created when "
+                                 "needed) or unset it to use ~/.cache/dualstylegan.")
+        if os.path.islink(p) and not p.exists():
+            raise StylePackError(f"DUALSTYLEGAN_HOME is set to {home}, but {p} {missing(p)}; point it at a folder "
+                                 "or unset it.")
+    return home
 
 
 def models_dir() -> Path:
