@@ -225,10 +225,9 @@ def test_batches_equal_the_pipeline_transfer(tiny_pipeline):
         one = styler._stylise(crops[:1], [0])[0]
         ref = tiny_pipeline.transfer(to_tensor(crops[0]), 1, **kw).image
         assert np.array_equal(np.asarray(one), np.asarray(to_image(ref))), kw
-        batch = styler._stylise(crops, [0, 1])
-        for crop, got in zip(crops[1:], batch[1:]):
-            ref = np.asarray(to_image(tiny_pipeline.transfer(to_tensor(crop), 1, **kw).image), np.int16)
-            assert np.abs(np.asarray(got, np.int16) - ref).max() <= 1, kw
+    batch = styler._stylise(crops, [0, 1])  # a batch: the same to float rounding
+    ref = np.asarray(to_image(tiny_pipeline.transfer(to_tensor(crops[1]), 1, **kw).image), np.int16)
+    assert np.abs(np.asarray(batch[1], np.int16) - ref).max() <= 1
     small = V.VideoStyler(tiny_pipeline, 1, tracker=object(), portrait_size=32)._stylise(crops[:1], [0])[0]
     assert small.size == (32, 32)
 
@@ -271,13 +270,17 @@ class StubPipeline:
         return torch.zeros(image.shape[0], self.n_latent, 512)
 
     def synthesize(self, intrinsic, extrinsic_w, output_size=None, **options):
-        return torch.zeros(intrinsic.shape[0], 3, output_size or self.size, output_size or self.size)
+        """A fixed portrait: a face drawn in the crop's frame, as a generated one is."""
+        n = output_size or self.size
+        low = torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(0)) * 2 - 1
+        img = torch.nn.functional.interpolate(low, size=n, mode="bilinear", align_corners=False)
+        return img.expand(intrinsic.shape[0], -1, -1, -1)
 
 
 def test_memory_is_flat_in_the_clip_length():
     faces = FakeFaces()
-    faces.truth = [fake_landmarks(48, 44, 40)]
-    base = astronaut(96)
+    faces.truth = [fake_landmarks(64, 64, 24)]  # its FFHQ crop lies inside the frame
+    base = astronaut(128)
 
     def run(n):
         tracker = FaceTracker(detect=faces.detect, refit=faces.refit, smoothing=V.DEFAULT_SMOOTHING)
@@ -294,3 +297,101 @@ def test_memory_is_flat_in_the_clip_length():
     assert (n20, n200) == (20, 200)
     assert stats20.max_in_flight == stats200.max_in_flight == 4
     assert peak200 < 1.25 * peak20 + 256 * 1024, (peak20, peak200)
+
+
+# ------------------------------------------------------------------------------------------------ files
+def test_timing_rotation_and_audio_are_preserved(tmp_path):
+    """Variable frame rate, a 90° display rotation, an AAC track: the same stamps, upright frames, the same audio."""
+    durations = [40, 80, 40, 120, 40, 40, 80, 40]
+    images = [np.uint8(np.full((48, 64, 3), 30 * i)) for i in range(8)]
+    for img in images:
+        img[:8, :8] = (255, 0, 0)  # a red corner shows which way is up
+    src = write_clip(tmp_path / "in.mp4", images, rotation=90, durations=durations)
+    info = V.probe(src)
+    assert (info.width, info.height, info.rotation, info.has_audio) == (48, 64, 90, True)
+    faces = FakeFaces(visible=lambda frame: False)
+    tracker = FaceTracker(detect=faces.detect, refit=faces.refit)
+    res = V.stylize_video(StubPipeline(), src, tmp_path / "out.mp4", tracker=tracker, crf=10)
+    assert res.path == tmp_path / "out.mp4" and not res.interrupted and res.stats.frames == 8
+    frames_in, pts_in, (rate_in, tb_in, dur_in) = decode(src)
+    frames_out, pts_out, (rate_out, tb_out, dur_out) = decode(res.path)
+    assert len(frames_out) == 8
+    assert [p * tb_out for p in pts_out] == [p * tb_in for p in pts_in]
+    assert rate_out == rate_in and dur_out == pytest.approx(dur_in, abs=0.05e6)
+    upright = np.rot90(frames_in[0], 1)
+    assert frames_out[0].shape == upright.shape == (64, 48, 3)
+    assert np.abs(frames_out[0].astype(int) - upright).mean() < 3
+    with av.open(str(res.path)) as c:
+        assert c.streams.video[0].codec_context.name == "h264" and not list(c.decode(video=0))[0].rotation
+    assert audio_packets(res.path) == audio_packets(src)
+
+
+def test_ctrl_c_leaves_a_playable_partial_file(tmp_path):
+    src = write_clip(tmp_path / "in.mp4", [astronaut(64)] * 12, audio=False)
+    faces = FakeFaces()
+    faces.truth = [fake_landmarks(32, 30, 14)]
+
+    def stop(stats, info):
+        if stats.frames == 5:
+            raise KeyboardInterrupt
+
+    res = V.stylize_video(StubPipeline(), src, tmp_path / "out.mp4", progress=stop, batch_size=2,
+                          tracker=FaceTracker(detect=faces.detect, refit=faces.refit))
+    assert res.interrupted and res.path == tmp_path / "out.partial.mp4"
+    assert not (tmp_path / "out.mp4").exists() and len(decode(res.path)[0]) == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.partial.mp4"]  # no temporary file left
+    with pytest.raises(V.VideoError, match="already exists"):  # a rerun does not replace it silently
+        V.stylize_video(StubPipeline(), src, tmp_path / "out.mp4")
+
+
+def one_sentence(e: BaseException) -> str:
+    text = str(e)
+    assert "\n" not in text and text.endswith("."), text
+    return text
+
+
+def test_bad_input_is_one_sentence_and_nothing_is_overwritten(tmp_path):
+    good = write_clip(tmp_path / "good.mp4", [astronaut(64)] * 3, audio=False)
+    audio_only = tmp_path / "sound.m4a"
+    with av.open(str(audio_only), "w") as c:
+        a = c.add_stream("aac", rate=SAMPLE_RATE)
+        a.layout = "mono"
+        f = av.AudioFrame.from_ndarray(np.zeros((1, 4096), np.float32), format="flt", layout="mono")
+        f.sample_rate, f.pts = SAMPLE_RATE, 0
+        for p in [*a.encode(f), *a.encode()]:
+            c.mux(p)
+    (tmp_path / "noise.mp4").write_bytes(np.random.default_rng(0).bytes(5000))
+    (tmp_path / "cut.mp4").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "blocker").write_text("a file where a folder should be")
+    pipe = StubPipeline()
+    cases = {
+        audio_only: "no video stream",
+        tmp_path / "noise.mp4": "cannot be read as a video",
+        tmp_path / "cut.mp4": "cannot be read|no frames|could not be decoded",
+        tmp_path / "empty.mp4": "empty",
+        tmp_path / "missing.mp4": "does not exist",
+    }
+    for src, message in cases.items():
+        with pytest.raises(V.VideoError, match=message) as e:
+            V.stylize_video(pipe, src, tmp_path / "out.mp4")
+        one_sentence(e.value)
+    with pytest.raises(V.VideoError, match="above the limit") as e:
+        V.stylize_video(pipe, good, tmp_path / "out.mp4", max_pixels=32 * 32)
+    one_sentence(e.value)
+    with pytest.raises(V.VideoError, match="is the input") as e:
+        V.stylize_video(pipe, good, good, overwrite=True)
+    one_sentence(e.value)
+    with pytest.raises(V.VideoError, match="cannot be written") as e:
+        V.stylize_video(pipe, good, tmp_path / "blocker" / "out.mp4")
+    one_sentence(e.value)
+    with pytest.raises(V.VideoError, match="format") as e:
+        V.stylize_video(pipe, good, tmp_path / "out.xyz")
+    one_sentence(e.value)
+    taken = tmp_path / "taken.mp4"
+    taken.write_bytes(b"keep me")
+    with pytest.raises(V.VideoError, match="already exists") as e:
+        V.stylize_video(pipe, good, taken)
+    one_sentence(e.value)
+    assert taken.read_bytes() == b"keep me"
+    assert not (tmp_path / "out.mp4").exists() and not list(tmp_path.glob(".*"))

@@ -83,6 +83,7 @@ class Frame:
     pts: int
     time: float
     image: np.ndarray
+    duration: int | None = None  # in time_base units, as decoded (the last frame's sets the clip's length)
 
 
 def probe(path: str | os.PathLike, max_pixels: int = MAX_FRAME_PIXELS) -> VideoInfo:
@@ -146,7 +147,8 @@ def read_frames(path: str | os.PathLike, info: VideoInfo | None = None) -> Itera
                     pts = (last_pts + step) if last_pts is not None else 0
                 last_pts = pts
                 img = f.to_ndarray(format="rgb24")
-                yield Frame(i, pts, float(pts * s.time_base), np.ascontiguousarray(np.rot90(img, k)) if k else img)
+                yield Frame(i, pts, float(pts * s.time_base), np.ascontiguousarray(np.rot90(img, k)) if k else img,
+                            f.duration or None)
     except av.FFmpegError as e:
         raise VideoError(f"{path} could not be decoded to the end (corrupt or truncated: {_reason(e)}).") from None
 
@@ -206,6 +208,7 @@ class VideoWriter:
         self.dst, self.info, self.overwrite = Path(dst), info, overwrite
         self.tmp = self.dst.with_name(f".{self.dst.name}.{os.getpid()}.tmp{self.dst.suffix}")
         self.frames = 0
+        self._durations: dict[Fraction, Fraction] = {}
         self.dst.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.out = av.open(os.fspath(self.tmp), "w", format=_format_name(self.dst))
@@ -262,15 +265,25 @@ class VideoWriter:
         av = _av()
         vf = av.VideoFrame.from_ndarray(frame.image, format="rgb24")
         vf.pts, vf.time_base = frame.pts, self.info.time_base
+        tb = self.info.time_base
+        if frame.duration:
+            vf.duration = frame.duration
+            self._durations[frame.pts * tb] = frame.duration * tb  # the encoder may not pass it on
         try:
             for p in self._video.encode(vf):
                 self._mux_audio_until(float(p.pts * p.time_base) if p.pts is not None else frame.time)
-                self.out.mux(p)
+                self._mux_video(p)
         except av.FFmpegError as e:
             raise VideoError(f"writing {self.dst.name} failed: {_reason(e)}.") from None
         except OSError as e:
             raise VideoError(f"writing {self.dst} failed: {_reason(e)}.") from None
         self.frames += 1
+
+    def _mux_video(self, p) -> None:
+        d = self._durations.pop(p.pts * p.time_base, None) if p.pts is not None else None
+        if d is not None and not p.duration:
+            p.duration = round(d / p.time_base)
+        self.out.mux(p)
 
     def _mux_audio_until(self, t: float | None) -> None:
         """Copy the audio packets up to time ``t`` (all of them with None), unchanged."""
@@ -295,7 +308,7 @@ class VideoWriter:
         av = _av()
         try:
             for p in self._video.encode():
-                self.out.mux(p)
+                self._mux_video(p)
             if not interrupted:
                 self._mux_audio_until(None)
             self.out.close()
@@ -469,16 +482,18 @@ class VideoStyler:
                 continue
             with self._timed("paste"):
                 image = self._paste(it)
-            yield Frame(it.frame.index, it.frame.pts, it.frame.time, image)
+            yield Frame(it.frame.index, it.frame.pts, it.frame.time, image, it.frame.duration)
 
     def _stylise(self, crops: list, tracks: list[int]) -> list:
         """One network batch: encode every face, smooth each track's code, DualStyleGAN with the exemplar."""
         import torch
 
-        from .images import to_image, to_tensor
+        from .images import to_image
 
         pipe = self.pipe
-        content = torch.cat([to_tensor(c) for c in crops])
+        # images.to_tensor on the whole batch at once: x = v/127.5 − 1
+        pixels = torch.from_numpy(np.stack([np.asarray(c.convert("RGB"), dtype=np.uint8) for c in crops]))
+        content = (pixels.permute(0, 3, 1, 2).to(torch.float32) / 127.5 - 1).contiguous()
         intrinsic = pipe.encode(content, wplus=self.wplus)
         if self.code_smoothing:
             rows = []
