@@ -337,3 +337,104 @@ def test_save_code_bank_validates_and_is_atomic(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match="disk is full"):
         save_code_bank(path, _bank())
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["exstyle_code.npy"]
+
+
+# ------------------------------------------------------------------------------------------- issue 10 messages
+_SHORT_WRITE = "[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598"
+
+
+class _FullDisk(io.RawIOBase):
+    """A file object that takes ``room`` bytes, then fails as a full disk does."""
+
+    def __init__(self, f, room: int):
+        self.f, self.room = f, room
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:
+        if len(b) > self.room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.room -= len(b)
+        return self.f.write(b)
+
+
+def test_disk_full_during_torch_save_says_the_disk_is_full(tmp_path):
+    """Issue 10 item 7: torch's "[enforce fail at inline_container.cc:672] unexpected pos" → the full-disk sentence."""
+    path = tmp_path / "ckpt.pt"
+    ck.save_torch_file(path, {"old": torch.ones(3)})
+
+    def raising(f):
+        raise RuntimeError(_SHORT_WRITE)
+
+    for write in (raising, lambda f: torch.save({"w": torch.zeros(10000)}, _FullDisk(f, 5000))):
+        with pytest.raises(CheckpointError, match=r"Could not write .*ckpt\.pt because the disk is full; free some "
+                                                  r"space") as e:
+            ck.write_file(path, write)
+        assert "inline_container" not in str(e.value)
+        assert torch.equal(load_torch_file(path)["old"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+
+
+def test_other_write_failures_keep_their_reason(tmp_path):
+    class _Broken(_FullDisk):
+        def write(self, b):
+            raise OSError(errno.EIO, "Input/output error")
+
+    with pytest.raises(CheckpointError, match=r"Could not write .*x\.pt \(.*Input/output error\)"):
+        ck.write_file(tmp_path / "x.pt", lambda f: torch.save({"w": torch.zeros(10)}, _Broken(f, 0)))
+    with pytest.raises(RuntimeError, match="unrelated"):  # a bug in the writer is not a disk problem
+        ck.write_file(tmp_path / "y.pt", lambda f: (_ for _ in ()).throw(RuntimeError("unrelated")))
+
+
+def test_symlink_loop_checkpoint_says_loop(tmp_path):
+    a, b = tmp_path / "a.pt", tmp_path / "b.pt"
+    a.symlink_to(b)
+    b.symlink_to(a)
+    with pytest.raises(CheckpointError, match=r"a\.pt is a symbolic link loop"):
+        load_torch_file(a)
+    with pytest.raises(CheckpointError, match=r"b\.pt is a symbolic link loop"):
+        load_code_bank(b)
+
+
+def test_stale_temp_files_are_cleaned_by_the_next_write(tmp_path):
+    """Issue 10 item 11: a .tmp left by a SIGKILLed writer goes with the next successful write to that path; a
+    recent temp file or one whose writer is alive (a concurrent write) stays."""
+    import subprocess
+    import sys
+    import time
+
+    from dualstylegan import atomic
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    path = tmp_path / "ckpt.pt"
+    old = time.time() - 2 * atomic.STALE_AFTER_S
+    stale = [tmp_path / f".ckpt.pt.0123abcd-{dead_pid}.tmp", tmp_path / ".ckpt.pt.89abcdef.tmp"]
+    kept = [tmp_path / f".ckpt.pt.00000000-{os.getpid()}.tmp",  # a live writer, however old
+            tmp_path / f".ckpt.pt.11111111-{dead_pid}.tmp",      # recent: maybe still being written
+            tmp_path / ".other.pt.22222222.tmp"]                 # another file's
+    for p in stale + kept:
+        p.write_bytes(b"partial")
+    for p in stale + kept[:1] + kept[2:]:
+        os.utime(p, (old, old))
+    ck.save_torch_file(path, {"w": torch.zeros(2)})
+    assert not any(p.exists() for p in stale)
+    assert all(p.exists() for p in kept)
+    assert torch.equal(load_torch_file(path)["w"], torch.zeros(2))
+
+
+def test_models_home_on_a_file_says_so(tmp_path, monkeypatch):
+    """Issue 10 item 11: DUALSTYLEGAN_HOME pointing at a file → one sentence."""
+    from dualstylegan.packs import StylePackError, models_dir, models_home
+
+    f = tmp_path / "home.txt"
+    f.write_text("not a folder")
+    monkeypatch.setenv("DUALSTYLEGAN_HOME", str(f))
+    with pytest.raises(StylePackError, match=r"DUALSTYLEGAN_HOME is set to the file .*home\.txt, not a folder"):
+        models_home()
+    monkeypatch.setenv("DUALSTYLEGAN_HOME", str(f / "below"))
+    with pytest.raises(StylePackError, match=r"lies under the file .*home\.txt"):
+        models_dir()
+    monkeypatch.setenv("DUALSTYLEGAN_HOME", str(tmp_path / "new" / "home"))
+    assert models_home() == tmp_path / "new" / "home"

@@ -349,3 +349,38 @@ def test_image_files(tmp_path):
     assert [p.name for p in iter_image_files(tmp_path)] == ["a.png", "b.JPG", "d.webp"]
     assert [p.name for p in iter_image_files(tmp_path, recursive=True)] == ["a.png", "b.JPG", "d.webp", "e.png"]
     assert is_image_file("x.TIFF") and not is_image_file("x.npy")
+
+
+def test_every_format_that_loads_is_found_in_a_folder(tmp_path):
+    """Issue 10 item 11: a folder of .avif files is not 'has no images' when one .avif loads."""
+    from PIL import features
+
+    from dualstylegan.images import IMAGE_EXTENSIONS, image_extensions
+
+    registered = Image.registered_extensions()
+    assert all(registered.get(e) in Image.OPEN for e in image_extensions())
+    assert {".jpg", ".png", ".webp"} <= IMAGE_EXTENSIONS <= image_extensions() | IMAGE_EXTENSIONS
+    if not features.check("avif"):
+        pytest.skip("this Pillow has no AVIF support")
+    assert ".avif" in IMAGE_EXTENSIONS
+    noise_image().save(tmp_path / "a.avif")
+    noise_image(seed=1).save(tmp_path / "b.AVIF")
+    assert load_image(tmp_path / "a.avif").size == (64, 48)
+    assert [p.name for p in iter_image_files(tmp_path)] == ["a.avif", "b.AVIF"]
+
+
+def test_symlink_loop_is_not_reported_as_missing(tmp_path):
+    """Issue 10 item 11: a symlink loop says so instead of 'does not exist'."""
+    loop = tmp_path / "loop.png"
+    loop.symlink_to(tmp_path / "other.png")
+    (tmp_path / "other.png").symlink_to(loop)
+    with pytest.raises(ImageError, match=r"loop\.png is a symbolic link loop"):
+        load_image(loop)
+    broken = tmp_path / "broken.png"
+    broken.symlink_to(tmp_path / "gone.png")
+    with pytest.raises(ImageError, match=r"broken\.png is a broken symbolic link \(to .*gone\.png"):
+        load_image(broken)
+    folder = tmp_path / "photos"
+    folder.symlink_to(folder)
+    with pytest.raises(NotADirectoryError, match="symbolic link loop"):
+        iter_image_files(folder)

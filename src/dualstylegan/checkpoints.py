@@ -299,10 +299,21 @@ def write_file(path: PathLike, write: Callable[[IO[bytes]], Any]) -> Path:
     except (OSError, RuntimeError) as exc:
         if isinstance(exc, RuntimeError) and not _short_write(exc):
             raise
-        # torch swallows the OSError of its writer and reports only the short write; by the time it is caught
-        # here the temp file is gone, so free space says nothing: a short write is the full disk (or quota)
-        if disk_full(exc) or _short_write(exc):
+        # torch's writer turns the OSError of a failed write into "unexpected pos …" (the OSError is its context,
+        # when the file was a Python object); a short write with no other reason is the full disk (or quota)
+        cause = _os_error_in(exc)
+        if disk_full(cause or exc) or (cause is None and _short_write(exc)):
             raise CheckpointError(f"Could not write {path} because the disk is full; free some space and try again "
                                   "(any previous file there is unchanged).") from None
-        raise CheckpointError(f"Could not write {path} ({short(exc)}); check that the folder is writable "
+        raise CheckpointError(f"Could not write {path} ({short(cause or exc)}); check that the folder is writable "
                               "(any previous file there is unchanged).") from None
+
+
+def _os_error_in(exc: BaseException) -> OSError | None:
+    """``exc`` itself or the first OSError in its context/cause chain."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, OSError):
+            return exc
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
