@@ -395,3 +395,63 @@ def test_bad_input_is_one_sentence_and_nothing_is_overwritten(tmp_path):
     one_sentence(e.value)
     assert taken.read_bytes() == b"keep me"
     assert not (tmp_path / "out.mp4").exists() and not list(tmp_path.glob(".*"))
+
+
+# ------------------------------------------------------------------------------------------------ real faces
+def run_cli(argv, monkeypatch):
+    """``dualstylegan video …`` through cli.main (the verb added to the parser as cli.build_parser will)."""
+    from dualstylegan import cli, video_cli
+
+    build = cli.build_parser
+
+    def with_video():
+        parser = build()
+        sub = next(a for a in parser._actions if a.dest == "verb")
+        if "video" not in sub.choices:
+            video_cli.add_parser(sub)
+        return parser
+
+    monkeypatch.setattr(cli, "build_parser", with_video)
+    return cli.main(argv)
+
+
+def test_cli_stylises_a_clip_with_its_sound(tiny_pack, tmp_path, monkeypatch, capsys):
+    needs_dlib()
+    src = write_clip(tmp_path / "still.mp4", still_frames(5))
+    out = tmp_path / "styled.mp4"
+    assert run_cli(["video", str(src), "--style", str(tiny_pack), "--style-id", "1", "-o", str(out), "--quiet",
+                    "--device", "cpu", "--offline"], monkeypatch) == 0
+    assert "5 frame(s), 5 face(s) in 1 track(s)" in capsys.readouterr().out
+    frames_in, pts_in, timing_in = decode(src)
+    frames_out, pts_out, timing_out = decode(out)
+    assert pts_out == pts_in and timing_out[0] == timing_in[0] and len(frames_out) == 5
+    assert audio_packets(out) == audio_packets(src)
+    from dualstylegan.faces import detect_landmarks, ffhq_quad
+    from PIL import Image
+
+    inside = V.quad_mask((160, 160), [ffhq_quad(detect_landmarks(Image.fromarray(frames_in[2]))[0])])
+    diff = np.abs(frames_out[2].astype(int) - frames_in[2]).mean(2)
+    assert diff[inside].mean() > 20 and diff[~inside].mean() < 4  # the face changed, the rest did not
+    # bad input: one line, exit 1, the output untouched
+    assert run_cli(["video", str(src), "--style", str(tiny_pack), "-o", str(out)], monkeypatch) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "already exists" in err and len(err.splitlines()) == 1
+
+
+def test_smoothing_lowers_flicker(tmp_path):
+    """A still photo with sensor noise and sub-pixel jitter: the stylised face flickers less with landmark smoothing
+    (the portrait is fixed in the crop's frame, as a generated face is, so what moves it is the alignment)."""
+    needs_dlib()
+    from dualstylegan.faces import detect_landmarks, ffhq_quad
+    from PIL import Image
+
+    frames = frames_of(list(still_frames(12, noise=4.0, jitter=0.7, seed=1)))
+    mask = V.quad_mask(frames[0].image.shape[:2], [ffhq_quad(detect_landmarks(Image.fromarray(frames[0].image))[0])])
+    ratios = {}
+    for name, smoothing in (("raw", None), ("smoothed", V.DEFAULT_SMOOTHING)):
+        styler = V.VideoStyler(StubPipeline(), 0, smoothing=smoothing, detect_every=100)
+        meter = V.FlickerMeter()
+        for f_in, f_out in zip(frames, styler.frames(frames)):
+            meter.add(f_in.image, f_out.image, mask)
+        ratios[name] = meter.ratio
+    assert ratios["smoothed"] < 0.8 * ratios["raw"], ratios

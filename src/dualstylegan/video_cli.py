@@ -1,0 +1,106 @@
+"""``dualstylegan video``: the verb over :func:`dualstylegan.video.stylize_video` (argument parsing only).
+
+Nothing heavy is imported here, so that ``dualstylegan --help`` stays fast; ``cli.build_parser`` calls
+:func:`add_parser`.
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+from .defaults import TRANSFER_TRUNCATION
+
+PORTRAIT_SIZES = (256, 512, 1024)
+
+
+def cmd_video(args) -> int:
+    from tqdm import tqdm
+
+    from . import video
+    from .cli import _load_pipeline
+    from .errors import UsageError
+
+    if args.exemplar and args.style_id is not None:
+        raise UsageError("give either --style-id or --exemplar, not both")
+    src = Path(args.input)
+    info = video.probe(src)  # a bad clip or output is refused before the networks load
+    dst = Path(args.output) if args.output else src.with_name(f"{src.stem}_{Path(args.style).name}{'.mp4'}")
+    video.check_output(src, dst, args.overwrite)
+    pipe, opts = _load_pipeline(args)
+    exemplar = args.style_id or 0
+    if args.exemplar:
+        from .faces import prepare_face
+        from .images import to_tensor
+
+        exemplar = to_tensor(prepare_face(Path(args.exemplar), True)[0].image)
+    size = args.size if args.size is None or args.size < pipe.generator.size else None
+    bar = tqdm(total=info.frames or None, unit="frame", desc="stylising", disable=args.quiet)
+
+    def progress(stats, _info):
+        bar.update(stats.frames - bar.n)
+
+    # a plain kill (SIGTERM) finishes the partial file like Ctrl+C
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        result = video.stylize_video(
+            pipe, src, dst, exemplar, overwrite=args.overwrite, codec=args.codec, crf=args.crf, preset=args.preset,
+            progress=progress, preserve_color=args.preserve_color, truncation=args.truncation, wplus=args.wplus,
+            faces=args.faces, portrait_size=size, code_smoothing=args.code_smoothing, batch_size=args.batch_size,
+            detect_every=args.detect_every, smoothing=None if args.no_smoothing else video.DEFAULT_SMOOTHING,
+            **opts)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        bar.close()
+    s = result.stats
+    if result.interrupted:
+        where = f"{s.frames} frame(s) kept in {result.path}" if result.path else "nothing written"
+        print(f"interrupted: {where}", file=sys.stderr)
+        return 130
+    print(f"{s.frames} frame(s), {s.faces} face(s) in {s.tracks} track(s) written to {result.path} "
+          f"({s.fps:.1f} frames/s)")
+    return 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    """Add the ``video`` verb to ``cli.build_parser``'s subparsers."""
+    from .cli import _common, _weight_args
+    from .video import DEFAULT_BATCH, DEFAULT_CODEC, DEFAULT_CRF, DEFAULT_PRESET
+
+    p = sub.add_parser("video", help="stylise every face of a video clip, keeping its size, timing and sound "
+                                     "(needs the video extra: pip install 'dualstylegan[video]')")
+    p.add_argument("input", help="the video clip (anything FFmpeg reads: .mp4, .mov, .mkv, …)")
+    p.add_argument("--style-id", type=int, help="exemplar id in the style's code bank (default: 0)")
+    p.add_argument("--exemplar", help="any exemplar image instead of a style id (its face is aligned)")
+    p.add_argument("--preserve-color", action="store_true", help="keep the faces' colors")
+    p.add_argument("--faces", choices=["all", "largest"], default="all",
+                   help="stylise every face, or follow only the largest one (default: all)")
+    p.add_argument("--size", type=int, choices=PORTRAIT_SIZES,
+                   help="render the portraits at this size by stopping the generator early (faster; default: full)")
+    p.add_argument("--no-smoothing", action="store_true", help="align on the raw landmarks of each frame")
+    p.add_argument("--code-smoothing", type=float, default=0.0, metavar="A",
+                   help="average each face's code over time: weight A in [0, 1) of the previous frames (default: 0)")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help=f"faces per network call "
+                   f"(default: {DEFAULT_BATCH})")
+    p.add_argument("--detect-every", type=int, default=10, help="frames between searches for new faces (default: 10)")
+    p.add_argument("--codec", default=DEFAULT_CODEC, help=f"video codec of the output (default: {DEFAULT_CODEC})")
+    p.add_argument("--crf", type=int, default=DEFAULT_CRF,
+                   help=f"constant rate factor: lower is better and larger, 0 lossless (default: {DEFAULT_CRF})")
+    p.add_argument("--preset", default=DEFAULT_PRESET, help=f"x264/x265 speed preset (default: {DEFAULT_PRESET})")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _weight_args(p, TRANSFER_TRUNCATION)
+    _common(p)
+    p.set_defaults(output=None)
+    for action in p._actions:  # -o is a file here, not a folder
+        if action.dest == "output":
+            action.help = "the output video (default: INPUT_STYLE.mp4 beside the input)"
+    p.set_defaults(func=cmd_video)
+    return p
+
+
+__all__ = ["add_parser", "cmd_video"]
