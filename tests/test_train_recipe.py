@@ -236,7 +236,7 @@ def test_train_writes_a_pack_that_transfer_loads(trained, tmp_path):
         assert (pack / name).is_file(), name
     assert (trained["out"] / "encoder.pt").is_file() and not (pack / "encoder.pt").exists()
     # every usable image became a 64² PNG and a code; the others are listed with a reason
-    prepared = sorted(p.name for p in (work / "prepare" / "images").iterdir())
+    prepared = sorted(p.name for p in (work / "prepare" / "images").glob("*.png"))
     assert prepared == [f"style{i}.png" for i in range(4)]
     assert all(Image.open(work / "prepare" / "images" / n).size == (SIZE, SIZE) for n in prepared)
     assert CodeBank.load(pack / "refined_exstyle_code.npy").names == prepared
@@ -364,6 +364,40 @@ def test_too_few_usable_images_fail_clearly(assets, tmp_path):
     assert "only 1 of the images" in stderr and "at least 2" in stderr and "readme.txt" in stderr
     assert not (tmp_path / "work" / "prepare" / "done.json").exists()
     assert not (tmp_path / "work" / "finetune-stylegan").exists()
+
+
+def test_colliding_file_names_get_distinct_prepared_names(tmp_path):
+    """a.png a.PNG a_png.png b.jpg b.JPG: five images, five prepared PNGs (distinct also ignoring case), a true count;
+    a second run reuses them, and a replaced source is prepared again."""
+    from dualstylegan.train.data import prepare_style_images, target_names
+
+    names = ["a.PNG", "a.png", "a_png.png", "b.JPG", "b.jpg"]
+    assert target_names([Path(n) for n in names]) == ["a_png_2.png", "a_png_3.png", "a_png.png", "b_jpg.png",
+                                                      "b_jpg_2.png"]
+    assert target_names([Path("x.png"), Path("X.jpg"), Path("y.png")]) == ["x_png.png", "X_jpg.png", "y.png"]
+    style = tmp_path / "styles"
+    style.mkdir()
+    for i, name in enumerate(names):
+        smooth_image(i, 64, 64).save(style / name, format="JPEG" if name.lower().endswith("jpg") else "PNG")
+    if len({p.name for p in style.iterdir()}) < len(names):
+        pytest.skip("this file system folds case")
+    argv = ["prepare", str(tmp_path / "work"), "--name", NAME, "--style-dir", str(style), "--size", "64",
+            "--no-align", "--quiet"]
+    rc, stdout, stderr = run_cli(argv)
+    assert rc == 0, stderr
+    assert "5 style image(s) ready" in stdout and "a.png is prepared as a_png_3.png" in stdout
+    images = tmp_path / "work" / "prepare" / "images"
+    prepared = sorted(p.name for p in images.glob("*.png"))
+    assert prepared == ["a_png.png", "a_png_2.png", "a_png_3.png", "b_jpg.png", "b_jpg_2.png"]
+    assert len({(images / n).read_bytes() for n in prepared}) == 5  # five different images
+    marker = json.loads((tmp_path / "work" / "prepare" / "done.json").read_text())
+    assert sorted(marker["kept"]) == prepared
+    before = {n: (images / n).stat().st_mtime_ns for n in prepared}
+    smooth_image(9, 64, 64).save(style / "a_png.png")  # a replaced source: prepared again, the others kept
+    kept, rejected = prepare_style_images(style, images, 64, align=False, progress=False)
+    assert sorted(p.name for p in kept) == prepared and not rejected
+    after = {n: (images / n).stat().st_mtime_ns for n in prepared}
+    assert {n for n in prepared if after[n] != before[n]} == {"a_png.png"}
 
 
 def test_step_verb_needs_the_earlier_steps(tmp_path):

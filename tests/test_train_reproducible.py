@@ -87,6 +87,8 @@ def digests(work: Path, pack: Path) -> dict[str, str]:
             path = work / rel
             files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
             for f in files:
+                if f.name.startswith("."):  # prepare's record of its sources (names, sizes, times)
+                    continue
                 out[f"{marker.parent.name}/{key}/{f.name}"] = hashlib.sha1(f.read_bytes()).hexdigest()
     for f in sorted(pack.iterdir()):
         if f.name != "training.json":

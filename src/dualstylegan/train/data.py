@@ -40,24 +40,49 @@ def _png_size(path: Path) -> tuple[int, int] | None:
         return None
 
 
-def _target_names(files: Sequence[Path]) -> list[str]:
-    """``<stem>.png`` per source; a stem shared by two sources (a.jpg, a.png) keeps its extension in the name."""
+def target_names(files: Sequence[Path]) -> list[str]:
+    """The prepared PNG's name of each source, all different even where file names compare equal ignoring case (as
+    they do on Windows and macOS): ``<stem>.png`` for a stem no other source has (ignoring case); the sources that
+    share a stem keep their extension, lower-cased (``a.jpg`` → ``a_jpg.png``), and a name still taken gets
+    ``_2``, ``_3``, … in the sorted order of the sources (``a.png``, ``a.PNG`` → ``a_png.png``, ``a_png_2.png``)."""
     stems: dict[str, int] = {}
     for f in files:
-        stems[f.stem] = stems.get(f.stem, 0) + 1
-    return [f"{f.stem}.png" if stems[f.stem] == 1 else f"{f.stem}_{f.suffix.lstrip('.').lower()}.png"
-            for f in files]
+        stems[f.stem.casefold()] = stems.get(f.stem.casefold(), 0) + 1
+    names: list[str | None] = [f"{f.stem}.png" if stems[f.stem.casefold()] == 1 else None for f in files]
+    taken = {n[:-4].casefold() for n in names if n is not None}
+    for i in sorted(range(len(files)), key=lambda i: str(files[i])):
+        if names[i] is not None:
+            continue
+        base = f"{files[i].stem}_{files[i].suffix.lstrip('.').lower()}"
+        name, k = base, 1
+        while name.casefold() in taken:
+            k += 1
+            name = f"{base}_{k}"
+        taken.add(name.casefold())
+        names[i] = f"{name}.png"
+    return [str(n) for n in names]
+
+
+#: In the prepared folder: which source each PNG was made from (a PNG is reused only for the same source).
+SOURCES_FILE = ".sources.json"
+
+
+def _source_key(path: Path) -> dict:
+    stat = path.stat()
+    return {"source": path.name, "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
 # ------------------------------------------------------------------------------------------- preparation
 def prepare_style_images(src_folder: str | os.PathLike, dst_folder: str | os.PathLike, size: int = 1024,
                          align: bool = True, *, progress: bool = True) -> tuple[list[Path], list[Rejected]]:
-    """Check, align and resize every image of ``src_folder`` into ``dst_folder`` as ``<stem>.png`` (``size``²).
+    """Check, align and resize every image of ``src_folder`` into ``dst_folder`` as ``<stem>.png`` (``size``²; sources
+    whose names would collide get distinct names, :func:`target_names`).
 
     Each image is read with :func:`dualstylegan.images.load_image` (any format PIL reads, EXIF orientation
     applied); with ``align`` the largest face is FFHQ-aligned at ``size`` (:func:`dualstylegan.faces.align`),
-    otherwise the centred square is resized. A file already prepared at this size is skipped, so the function is
-    idempotent and resumes an interrupted run; files are written atomically.
+    otherwise the centred square is resized. A file already prepared at this size from the same source (name, size
+    and time, recorded in ``dst_folder/.sources.json``) is skipped, so the function is idempotent and resumes an
+    interrupted run; files are written atomically.
 
     Returns ``(kept, rejected)``: the prepared PNG paths, and ``(source, reason)`` for every image left out, the
     reason one sentence a person can act on.
@@ -82,12 +107,15 @@ def prepare_style_images(src_folder: str | os.PathLike, dst_folder: str | os.Pat
 
     from tqdm import tqdm
 
+    from ..atomic import read_json, write_json
+
     kept: list[Path] = []
     rejected: list[Rejected] = []
-    for path, name in tqdm(list(zip(files, _target_names(files))), desc="preparing style images", unit="image",
+    made = read_json(dst / SOURCES_FILE) or {}
+    for path, name in tqdm(list(zip(files, target_names(files))), desc="preparing style images", unit="image",
                            disable=not progress or len(files) < 2):
         target = dst / name
-        if _png_size(target) == (size, size):
+        if made.get(name) == _source_key(path) and _png_size(target) == (size, size):
             kept.append(target)
             continue
         try:
@@ -107,6 +135,8 @@ def prepare_style_images(src_folder: str | os.PathLike, dst_folder: str | os.Pat
             rejected.append((path, reason))
             continue
         save_image(out, target, overwrite=True)
+        made[name] = _source_key(path)
+        write_json(dst / SOURCES_FILE, made)
         kept.append(target)
     return kept, rejected
 

@@ -41,8 +41,8 @@ def run(recipe, folder: Path):
     others = sorted(p for p in src.iterdir() if p.is_file() and not p.name.startswith(".") and not is_image_file(p))
     rejected += [(p, f"{p.name} is not an image file (by its extension, {p.suffix or 'none'}).") for p in others]
     names = {p.name for p in kept}
-    for stale in images.iterdir():  # images of sources no longer there
-        if stale.is_file() and stale.name not in names:
+    for stale in images.iterdir():  # images of sources no longer there (not the record of sources, .sources.json)
+        if stale.is_file() and stale.name not in names and not stale.name.startswith("."):
             stale.unlink()
     lines = [f"{p.name}\t{reason}" for p, reason in rejected]
     (folder / "rejected.txt").write_text("".join(line + "\n" for line in lines))
@@ -53,6 +53,13 @@ def run(recipe, folder: Path):
         hint = "; --no-align uses the centred squares instead of detected faces" if c.align else ""
         raise RecipeError(f"only {len(kept)} of the images in {src} can be used{first}; a style needs at least "
                           f"{c.min_images} (see {folder / 'rejected.txt'}){hint}.")
+    from ...images import iter_image_files
+    from ..data import target_names
+
+    sources = [p for p in iter_image_files(src) if not p.name.startswith(".")]
+    for source, name in zip(sources, target_names(sources)):
+        if name != f"{source.stem}.png" and name in names:
+            recipe.say(f"  {source.name} is prepared as {name} (another file has the same name)")
     recipe.say(f"  {len(kept)} style image(s) ready in {images}, {len(rejected)} rejected")
     h = hashlib.sha1()
     for p in sorted(kept):
