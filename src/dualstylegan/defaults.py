@@ -12,7 +12,9 @@ TRANSFER_TRUNCATION = 0.75
 GENERATE_TRUNCATION = 0.5
 #: Frames of a blend (our choice: the reference has no blend script; Fig. 13 shows 6–8 steps).
 BLEND_STEPS = 8
+#: Random portraits (and blend frames) computed at once when many are streamed to disk: memory stays flat in n.
+GENERATE_BATCH = 8
 #: Random portraits per call (``generate.py --batch`` draws 8; 4 fit one row of a page).
 GENERATE_COUNT = 4
 
-__all__ = ["BLEND_STEPS", "GENERATE_COUNT", "GENERATE_TRUNCATION", "TRANSFER_TRUNCATION"]
+__all__ = ["BLEND_STEPS", "GENERATE_BATCH", "GENERATE_COUNT", "GENERATE_TRUNCATION", "TRANSFER_TRUNCATION"]

@@ -12,22 +12,36 @@ per-style weight presets are :func:`dualstylegan.styles.get_style`'s and the def
 """
 from __future__ import annotations
 
+import logging
 import math
 import numbers
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence, Union
+
+import numpy as np
 
 import torch
 import torch.nn.functional as F
 
 from .codes import CodeBank
-from .defaults import BLEND_STEPS, GENERATE_TRUNCATION, TRANSFER_TRUNCATION
+from .defaults import BLEND_STEPS, GENERATE_BATCH, GENERATE_TRUNCATION, TRANSFER_TRUNCATION
 from .errors import DualStyleGANError
 from .nets.dualstylegan import DualStyleGAN
 from .nets.encoder import ENCODER_INPUT_SIZE
 from .nets.stylegan2 import Generator
 from .styles import get_style
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+log = logging.getLogger(__name__)
+
+#: What the pipeline takes as a photo or an exemplar image: a file, a PIL image, an (H, W, 3) NumPy array (uint8,
+#: or float in [0, 1]) or an image tensor (1, 3, H, W) / (3, H, W) in [−1, 1]. A tensor is taken as it is (an
+#: aligned face); the others are prepared by :mod:`dualstylegan.faces` first.
+ImageInput = Union[str, os.PathLike, "Image.Image", np.ndarray, torch.Tensor]
 
 #: Length of a weight vector: one weight per layer of the paper's 1024² generator (``style_transfer.py --weight``
 #: takes 18); a smaller generator reads the first ``n_latent``, so a vector means the same at every size.
@@ -102,6 +116,24 @@ class TransferResult:
     extrinsic: torch.Tensor             # (1, 18, 512) Z+ code of the exemplar, as used (after Z+ color preservation)
     weights: list[float] = field(default_factory=list)
     reconstruction: torch.Tensor | None = None  # the encoder's reconstruction of the content, 256²
+    refine_distance: str | None = None  # the distance refine=N minimised ("LPIPS + contextual", …); None: no refine
+
+    @property
+    def pil(self) -> "Image.Image":
+        """The portrait as a PIL image."""
+        from .images import to_image
+
+        return to_image(self.image)
+
+
+@dataclass
+class PortraitOutput:
+    """What calling the pipeline returns (as diffusers pipelines return ``.images``): one PIL portrait per face,
+    and each face's :class:`TransferResult` (codes, weights, the tensors)."""
+
+    images: list
+    results: list[TransferResult]
+    notices: list[str] = field(default_factory=list)  # e.g. an exemplar without a face, centre-cropped
 
 
 class StyleTransferPipeline:
@@ -269,35 +301,96 @@ class StyleTransferPipeline:
                                 interp_weights=[1.0] * self.n_weights)
         return F.adaptive_avg_pool2d(image.clamp(-1, 1), size)
 
+    # ------------------------------------------------------------------------------------ inputs
+    def content_tensor(self, photo: ImageInput, align: bool = True) -> torch.Tensor:
+        """A photo as the face tensor the encoder takes: a tensor as it is (an aligned face in [−1, 1]); a file, PIL
+        image or NumPy array through :func:`dualstylegan.faces.prepare_face` (FFHQ-aligned, or its centred square
+        without ``align``)."""
+        if isinstance(photo, torch.Tensor):
+            return photo
+        from .faces import prepare_face
+        from .images import to_tensor
+
+        return to_tensor(prepare_face(_as_photo(photo), align)[0].image)
+
+    def exemplar_input(self, exemplar, notices: list[str] | None = None):
+        """An exemplar as :meth:`exemplar_code` takes it: a style id, a code-bank name (a string naming a file that
+        is not in the bank is read as that file), or an image — file, PIL, NumPy array — prepared by
+        :func:`dualstylegan.faces.prepare_exemplar` (aligned when it has a face, else its centred square, with a
+        notice logged and appended to ``notices``). A tensor is taken as it is."""
+        if isinstance(exemplar, torch.Tensor):
+            return exemplar
+        if isinstance(exemplar, (numbers.Integral, np.integer)) and not isinstance(exemplar, bool):
+            return int(exemplar)
+        if isinstance(exemplar, str) and (self.codes is None or not Path(exemplar).is_file()
+                                          or exemplar in self.codes.names()):
+            return exemplar
+        from .faces import prepare_exemplar
+        from .images import to_tensor
+
+        prepared = prepare_exemplar(_as_photo(exemplar))
+        if prepared.notice:
+            log.warning("%s", prepared.notice)
+            if notices is not None:
+                notices.append(prepared.notice)
+        return to_tensor(prepared.face.image)
+
+    def __call__(self, photo: ImageInput, exemplar=0, *, align: bool = True, all_faces: bool = False,
+                 **options) -> PortraitOutput:
+        """``pipe(photo, exemplar, ...)`` → :class:`PortraitOutput` with one PIL portrait per face (``.images``).
+
+        ``photo`` and ``exemplar`` take every form :meth:`content_tensor` / :meth:`exemplar_input` do; ``align``
+        and ``all_faces`` are :func:`dualstylegan.faces.prepare_face`'s; ``options`` are :meth:`transfer`'s
+        (``structure``, ``color``, ``weights``, ``preserve_color``, ``truncation``, ``refine``, …).
+        """
+        notices: list[str] = []
+        if isinstance(photo, torch.Tensor):
+            contents = [photo]
+        else:
+            from .faces import prepare_face
+            from .images import to_tensor
+
+            contents = [to_tensor(f.image) for f in prepare_face(_as_photo(photo), align, all_faces)]
+        ex = self.exemplar_input(exemplar, notices)
+        results = [self.transfer(c, ex, **options) for c in contents]
+        return PortraitOutput([r.pil for r in results], results, notices)
+
     # ------------------------------------------------------------------------------------ transfer
     @torch.no_grad()
-    def transfer(self, content: torch.Tensor, exemplar: int | str | torch.Tensor, *,
+    def transfer(self, content: ImageInput, exemplar: int | str | ImageInput, *,
                  weights: Sequence[float] | None = None, structure=None, color=None,
                  preserve_color: bool = False, truncation: float = TRANSFER_TRUNCATION, wplus: bool = False,
                  seed: int | None = None, reconstruct: bool = False, refine: int = 0,
-                 fit_content: int = 0) -> TransferResult:
-        """Stylise an aligned face (1, 3, H, W in [−1, 1]) with an exemplar (style_transfer.py).
+                 fit_content: int = 0, align: bool = True, progress: bool = True) -> TransferResult:
+        """Stylise a face with an exemplar (``style_transfer.py``; paper §3.2).
 
-        ``preserve_color`` keeps the content's colors: Z+ path: rows 8–18 of the exemplar's Z+ code are the
-        content's; W+ path (``wplus``): the same rows of the mapped exemplar code are the content's W+ rows.
-        (The other documented way is ``color=0``.) Deterministic (stored noise) unless ``seed`` is given.
+        ``content``: an aligned face tensor (1, 3, H, W in [−1, 1]), or a file / PIL image / NumPy array prepared
+        by :meth:`content_tensor` (``align``). ``exemplar``: a style id, a code-bank name or any image
+        (:meth:`exemplar_input`). ``preserve_color`` keeps the content's colors: Z+ path: rows 8–18 of the
+        exemplar's Z+ code are the content's; W+ path (``wplus``): the same rows of the mapped exemplar code are the
+        content's W+ rows. (The other documented way is ``color=0``.) Deterministic (stored noise) unless ``seed``.
 
         ``refine=N`` (an image exemplar only): N steps of latent optimisation of its extrinsic code against that
-        image (§3.4). ``fit_content=N``: N steps of optimising the intrinsic code so that its reconstruction
-        matches the content more closely (beyond the reference). Both use :attr:`perceptual` when set.
+        image (§3.4, :meth:`refine_extrinsic`; a progress bar unless ``progress=False``; the distance used is
+        :attr:`TransferResult.refine_distance`). ``fit_content=N``: N steps of optimising the intrinsic code so that
+        its reconstruction matches the content more closely (beyond the reference).
         """
         w = self.weights_for(weights, structure, color)
         truncation = check_truncation(truncation)
+        exemplar = self.exemplar_input(exemplar)
+        if refine and not isinstance(exemplar, torch.Tensor):
+            raise OptionError("refine applies to an exemplar given as an image; code-bank exemplars are already "
+                              "refined (refined_exstyle_code.npy)")
+        content = self.content_tensor(content, align)
         content = F.adaptive_avg_pool2d(self._as_input(content), ENCODER_INPUT_SIZE)  # style_transfer.py's pooling
         intrinsic = self.encode(content, wplus=wplus)
         if fit_content:
             intrinsic = self.fit_intrinsic(intrinsic, content, fit_content, wplus=wplus)
-        if refine and not isinstance(exemplar, torch.Tensor):
-            raise OptionError("refine applies to an exemplar given as an image; code-bank exemplars are already "
-                             "refined (refined_exstyle_code.npy)")
         ex_z = self.exemplar_code(exemplar).clone()
+        distance = None
         if refine:
-            ex_z = self.refine_extrinsic(ex_z, exemplar, refine)
+            ex_z = self.refine_extrinsic(ex_z, exemplar, refine, progress=progress)
+            distance = self.refine_distance()
         color_rows = self.color_rows
         if preserve_color and not wplus:
             ex_z[:, color_rows] = intrinsic[:, color_rows]
@@ -306,34 +399,67 @@ class StyleTransferPipeline:
             ex_w[:, color_rows] = intrinsic[:, color_rows]
         noise = None
         if seed is not None:
-            noise = self.generator.generator.make_noise(torch.Generator().manual_seed(seed))
+            noise = self.generator.generator.make_noise(torch.Generator().manual_seed(check_seed(seed)))
         image = self.synthesize(intrinsic, ex_w, noise=noise, z_plus_latent=not wplus, input_is_latent=wplus,
                                 truncation=truncation, truncation_latent=0, use_res=True, interp_weights=w)
         rec = self.reconstruct(intrinsic, wplus) if reconstruct else None
-        return TransferResult(image.clamp(-1, 1), content, intrinsic, ex_z, w, rec)
+        return TransferResult(image.clamp(-1, 1), content, intrinsic, ex_z, w, rec, distance)
 
     # ------------------------------------------------------------------------------------ optimisation
     #: Feature networks of the latent optimisations below (:mod:`dualstylegan.refine`); a style pack carries
-    #: neither, so they are None unless set: ``lpips`` an LPIPS module with its weights (``nets.perceptual.LPIPS``,
-    #: e.g. from ``dualstylegan.train.weights.load_lpips``), ``vgg`` a ``nets.perceptual.VGG19Features`` with the
-    #: ImageNet weights.
+    #: neither. Left None, they are loaded on first use from weight files already on this machine
+    #: (:func:`dualstylegan.train.weights.find_weights`: the lpips package's ``vgg.pth`` with torchvision's VGG16,
+    #: torchvision's VGG19; nothing is downloaded); set them to modules of your own, or to ``False`` to do without.
     lpips = None
     vgg = None
 
+    def feature_nets(self) -> tuple[Any, Any]:
+        """(LPIPS, VGG19 features) for the optimisations: the attributes, else found on this machine (once)."""
+        if not getattr(self, "_looked_for_feature_nets", False):
+            self._looked_for_feature_nets = True
+            if self.lpips is None:
+                self.lpips = _local_feature_net("lpips")
+            if self.vgg is None:
+                self.vgg = _local_feature_net("vgg")
+        moved = []
+        for net in (self.lpips, self.vgg):
+            if isinstance(net, torch.nn.Module):
+                net = net.to(self.device)
+            moved.append(net or None)
+        return moved[0], moved[1]
+
+    def refine_distance(self) -> str:
+        """The distance :meth:`refine_extrinsic` minimises with the feature networks at hand, in words."""
+        lpips, vgg = self.feature_nets()
+        return ("LPIPS" if lpips is not None else "mean squared error (no LPIPS weights found)") + \
+            (" + contextual loss" if vgg is not None else "")
+
     def refine_extrinsic(self, ex_z: torch.Tensor, exemplar: torch.Tensor, steps: int, lr_color: float = 0.1,
-                         lr_structure: float = 0.005, seed: int = 0) -> torch.Tensor:
+                         lr_structure: float = 0.005, seed: int = 0, progress: bool = False) -> torch.Tensor:
         """Latent optimisation of an image exemplar's Z+ extrinsic code against that image (§3.4,
         ``refine_exstyle.py``) by :func:`dualstylegan.refine.refine_extrinsic`, the function that refines a trained
         style's codes: the color rows at ``lr_color``, the structure rows at ``lr_structure`` and fresh noise maps
         (from ``seed``, dropped afterwards) are fitted so that G(code, code, w = 1) reproduces S — the exemplar's own
         code stands in for its destylized intrinsic code. The loss is the reference's (LPIPS + contextual loss on
-        VGG19 relu3_1 + noise regularisation) with :attr:`lpips` and :attr:`vgg`; without :attr:`lpips` the mean
-        squared error stands in for LPIPS, without :attr:`vgg` there is no contextual term."""
+        VGG19 relu3_1 + noise regularisation) with :meth:`feature_nets`; without LPIPS weights the mean squared
+        error stands in, without VGG19 there is no contextual term (:meth:`refine_distance` says which ran; it is
+        logged). ``progress`` shows a bar, one tick per step."""
+        from tqdm.auto import tqdm
+
         from .refine import refine_extrinsic
 
+        lpips, vgg = self.feature_nets()
+        distance = self.refine_distance()
+        log.info("refining the exemplar's code for %d steps with %s", steps, distance)
         target = F.adaptive_avg_pool2d(self._as_input(exemplar), 256)
-        code, _, _ = refine_extrinsic(self.generator, ex_z, ex_z, target, self.lpips, self.vgg, steps, lr_color,
-                                      lr_structure, interp_weights=[1.0] * max(18, self.n_latent), seed=seed)
+        with tqdm(total=steps, desc=f"refining ({distance.split(' (')[0]})", unit="step",
+                  disable=not progress) as bar:
+            def counted(x, y):
+                bar.update()
+                return lpips(x, y) if lpips is not None else (x - y).pow(2).flatten(1).mean(1)
+
+            code, _, _ = refine_extrinsic(self.generator, ex_z, ex_z, target, counted, vgg, steps, lr_color,
+                                          lr_structure, interp_weights=[1.0] * max(18, self.n_latent), seed=seed)
         return code.to(self.device, self.dtype)
 
     def fit_intrinsic(self, intrinsic: torch.Tensor, content: torch.Tensor, steps: int, lr: float = 0.01,
@@ -343,54 +469,128 @@ class StyleTransferPipeline:
         from .refine import fit_intrinsic
 
         return fit_intrinsic(self.generator.generator, intrinsic, self._as_input(content), steps, lr, wplus=wplus,
-                             lpips=self.lpips)
+                             lpips=self.feature_nets()[0])
 
     # ------------------------------------------------------------------------------------ random styles
     @torch.no_grad()
     def generate(self, n: int = 1, seed: int = 0, *, fix_content: bool = False, fix_color: bool = False,
                  fix_structure: bool = False, weights: Sequence[float] | None = None, structure=None, color=None,
                  truncation: float = GENERATE_TRUNCATION) -> torch.Tensor:
-        """Random portraits in random styles of this pack (generate.py): the sampler draws structure and color
-        codes independently; ``fix_*`` repeats sample 0's part across the batch."""
+        """Random portraits in random styles of this pack (``generate.py``, §3.4): the sampler draws structure and
+        color codes independently; ``fix_*`` repeats sample 0's part across the batch. One (n, 3, H, W) tensor:
+        for many portraits use :meth:`iter_generate`, which holds one batch at a time."""
+        return torch.cat(list(self.iter_generate(n, seed, batch_size=max(int(n), 1), fix_content=fix_content,
+                                                 fix_color=fix_color, fix_structure=fix_structure, weights=weights,
+                                                 structure=structure, color=color, truncation=truncation)))
+
+    def iter_generate(self, n: int = 1, seed: int = 0, *, batch_size: int = GENERATE_BATCH, fix_content: bool = False,
+                      fix_color: bool = False, fix_structure: bool = False, weights: Sequence[float] | None = None,
+                      structure=None, color=None, truncation: float = GENERATE_TRUNCATION):
+        """:meth:`generate`'s portraits in batches of at most ``batch_size`` (b, 3, H, W), so that memory stays flat
+        in ``n``: the random draws for all ``n`` are made first (a few floats each), so portrait i is the same
+        for any batch size. Everything is checked before the first batch."""
         if self.sampler is None:
             raise _missing("this style pack has no sampler (sampler.pt); generate needs it")
         if n < 1:
             raise OptionError(f"n must be at least 1, got {n}")
+        if batch_size < 1:
+            raise OptionError(f"the batch size must be at least 1, got {batch_size}")
         w = self.weights_for(weights, structure, color)
         truncation = check_truncation(truncation)
-        g = torch.Generator().manual_seed(seed)
+        g = torch.Generator().manual_seed(check_seed(seed))
         z = torch.randn(n, self.generator.style_dim, generator=g)
         structure_noise = torch.randn(n, self.sampler.structure.config.noise_dim, generator=g)
         color_noise = torch.randn(n, self.sampler.color.config.noise_dim, generator=g)
         for fix, t in ((fix_content, z), (fix_structure, structure_noise), (fix_color, color_noise)):
             if fix:
                 t[:] = t[:1]
-        dev = self.device
-        ex_z = self.sampler(structure_noise.to(dev, self.dtype), color_noise.to(dev, self.dtype))
-        image = self.synthesize(z.to(dev, self.dtype), self.generator.map_extrinsic(ex_z), truncation=truncation,
-                                truncation_latent=0, use_res=True, interp_weights=w)
-        return image.clamp(-1, 1)
+        return self._generate_batches(z, structure_noise, color_noise, batch_size, w, truncation)
+
+    @torch.no_grad()
+    def _generate_batches(self, z, structure_noise, color_noise, batch_size, w, truncation):
+        dev, dtype = self.device, self.dtype
+        for i in range(0, len(z), batch_size):
+            part = slice(i, i + batch_size)
+            ex_z = self.sampler(structure_noise[part].to(dev, dtype), color_noise[part].to(dev, dtype))
+            image = self.synthesize(z[part].to(dev, dtype), self.generator.map_extrinsic(ex_z),
+                                    truncation=truncation, truncation_latent=0, use_res=True, interp_weights=w)
+            yield image.clamp(-1, 1)
 
     # ------------------------------------------------------------------------------------ blending
     @torch.no_grad()
-    def blend(self, content: torch.Tensor, exemplar_a, exemplar_b=None, *, content_b: torch.Tensor | None = None,
+    def blend(self, content: ImageInput, exemplar_a, exemplar_b=None, *, content_b: ImageInput | None = None,
               steps: int = BLEND_STEPS, weights: Sequence[float] | None = None, structure=None, color=None,
-              truncation: float = TRANSFER_TRUNCATION, wplus: bool = False) -> list[torch.Tensor]:
+              truncation: float = TRANSFER_TRUNCATION, wplus: bool = False, align: bool = True) -> list[torch.Tensor]:
         """A sequence interpolating the extrinsic codes (exemplar a → b) and/or the intrinsic codes
-        (content → content_b) linearly in Z+ (Fig. 13). Returns ``steps`` images."""
+        (content → content_b) linearly in Z+ (Fig. 13). Returns ``steps`` images; :meth:`iter_blend` yields them
+        one at a time. The photos and exemplars take every form :meth:`transfer` does."""
+        return list(self.iter_blend(content, exemplar_a, exemplar_b, content_b=content_b, steps=steps,
+                                    weights=weights, structure=structure, color=color, truncation=truncation,
+                                    wplus=wplus, align=align))
+
+    def iter_blend(self, content: ImageInput, exemplar_a, exemplar_b=None, *, content_b: ImageInput | None = None,
+                   steps: int = BLEND_STEPS, weights: Sequence[float] | None = None, structure=None, color=None,
+                   truncation: float = TRANSFER_TRUNCATION, wplus: bool = False, align: bool = True):
+        """:meth:`blend`'s frames, one (1, 3, H, W) tensor at a time (memory flat in ``steps``); everything is
+        checked and encoded before the first frame."""
         if steps < 2:
             raise OptionError(f"a blend needs at least 2 steps, got {steps}")
         w = self.weights_for(weights, structure, color)
         truncation = check_truncation(truncation)
-        in_a = self.encode(content, wplus)
-        in_b = self.encode(content_b, wplus) if content_b is not None else in_a
-        ex_a = self.exemplar_code(exemplar_a)
-        ex_b = self.exemplar_code(exemplar_b) if exemplar_b is not None else ex_a
-        frames = []
+        with torch.no_grad():
+            in_a = self.encode(self.content_tensor(content, align), wplus)
+            in_b = self.encode(self.content_tensor(content_b, align), wplus) if content_b is not None else in_a
+            ex_a = self.exemplar_code(self.exemplar_input(exemplar_a))
+            ex_b = self.exemplar_code(self.exemplar_input(exemplar_b)) if exemplar_b is not None else ex_a
+        return self._blend_frames(in_a, in_b, ex_a, ex_b, steps, w, truncation, wplus)
+
+    @torch.no_grad()
+    def _blend_frames(self, in_a, in_b, ex_a, ex_b, steps, w, truncation, wplus):
         for t in torch.linspace(0, 1, steps).tolist():
             intrinsic = torch.lerp(in_a, in_b, t)
             ex_w = self.generator.map_extrinsic(torch.lerp(ex_a, ex_b, t))
             image = self.synthesize(intrinsic, ex_w, z_plus_latent=not wplus, input_is_latent=wplus,
                                     truncation=truncation, truncation_latent=0, use_res=True, interp_weights=w)
-            frames.append(image.clamp(-1, 1))
-        return frames
+            yield image.clamp(-1, 1)
+
+
+# ---------------------------------------------------------------------------------------- helpers
+#: The largest seed: torch's generators take 64-bit seeds.
+MAX_SEED = 2**64 - 1
+
+
+def check_seed(seed) -> int:
+    """A usable seed: a whole number from 0 to :data:`MAX_SEED` (torch's generators take 64 bits)."""
+    if isinstance(seed, bool) or not isinstance(seed, (numbers.Integral, np.integer)) or not 0 <= seed <= MAX_SEED:
+        raise OptionError(f"the seed must be a whole number from 0 to 2**64 - 1, got {seed!r}")
+    return int(seed)
+
+
+def _as_photo(image):
+    """A NumPy array (H, W, 3 or 4, or H, W; uint8, or float in [0, 1]) → PIL image; files and PIL images as they are."""
+    if isinstance(image, np.ndarray):
+        from PIL import Image
+
+        a = image
+        if a.dtype != np.uint8:
+            a = np.clip(np.rint(np.nan_to_num(a.astype(np.float64)) * (255.0 if a.max(initial=0) <= 1.0 else 1.0)),
+                        0, 255).astype(np.uint8)
+        if a.ndim == 3 and a.shape[0] in (3, 4) and a.shape[-1] not in (3, 4):
+            a = a.transpose(1, 2, 0)  # channels first
+        if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (1, 3, 4)):
+            raise OptionError(f"an image array must be (H, W), (H, W, 3) or (H, W, 4), got shape {image.shape}")
+        return Image.fromarray(a[..., 0] if a.ndim == 3 and a.shape[-1] == 1 else a).convert("RGB")
+    if isinstance(image, (str, os.PathLike)):
+        return Path(image)
+    return image
+
+
+def _local_feature_net(key: str):
+    """LPIPS or VGG19 from weight files already on this machine, else None (nothing is downloaded)."""
+    from .train.weights import find_weights, load_feature_net, FeatureNets
+
+    try:
+        return load_feature_net(key, FeatureNets(), lambda k: find_weights(k))
+    except Exception as e:  # noqa: BLE001 - missing or unreadable: refine runs without it and says so
+        log.debug("no %s weights for refine: %s", key, e)
+        return None
