@@ -235,12 +235,18 @@ def app_url(tiny_pipeline):
     demo.close()
 
 
-@pytest.fixture
-def page(browser, app_url, tmp_path):
-    context = browser.new_context(viewport={"width": 1400, "height": 1100})
+#: The laptop sizes the page is laid out for (issue 15): width, height
+LAPTOPS = [(1280, 800), (1400, 900)]
+
+
+@pytest.fixture(params=LAPTOPS[:1], ids=lambda wh: f"{wh[0]}x{wh[1]}")
+def page(browser, app_url, tmp_path, request):
+    width, height = request.param
+    context = browser.new_context(viewport={"width": width, "height": height})
     pg = context.new_page()
     pg.set_default_timeout(TIMEOUT_MS)
     pg.external = []  # requests that tried to leave localhost
+    pg.size = f"{width}x{height}"
 
     def route(r):
         if r.request.url.startswith(app_url.rstrip("/")) or r.request.url.startswith("data:"):
@@ -283,9 +289,34 @@ def _natural_sizes(page, selector: str) -> list[list[int]]:
                            ".map(e => [e.naturalWidth, e.naturalHeight])")
 
 
+#: the box of an element in the viewport's coordinates
+RECT = "e => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; }"
+#: the result image: the after side of the before/after slider, loaded at the tiny generator's size
+RESULT_IMG = "#result-view img >> nth=-1"
+
+
+def _in_viewport(page, selector: str) -> bool:
+    left, top, right, bottom = page.locator(selector).evaluate(RECT)
+    vw, vh = page.viewport_size["width"], page.viewport_size["height"]
+    return left >= 0 and top >= 0 and right <= vw + 0.5 and bottom <= vh + 0.5
+
+
+def _nothing_clipped(page) -> None:
+    """No sideways scrolling, and every exemplar thumbnail wholly inside its gallery (the 4th column was cut off)."""
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth"), "sideways scroll"
+    box = page.locator("#gallery").evaluate(RECT)
+    for thumb in page.locator("#gallery button.thumbnail-item").all():
+        left, _, right, _ = thumb.evaluate(RECT)
+        assert box[0] - 0.5 <= left and right <= box[2] + 0.5, (page.size, (left, right), box)
+
+
+@pytest.mark.parametrize("page", LAPTOPS, indirect=True, ids=lambda wh: f"{wh[0]}x{wh[1]}")
 def test_transfer_in_the_browser(page, photos, tmp_path):
+    """At laptop sizes: nothing clipped, the result inside the viewport when it arrives (screenshots of what a
+    person sees at each size)."""
     good, _ = photos
     assert page.locator("#gallery button.thumbnail-item").count() == 3  # the tiny bank's 3 exemplars
+    _nothing_clipped(page)
     page.locator("#photo input[type=file]").set_input_files(str(good))
     page.wait_for_function("() => { const im = document.querySelector('#face img');"
                            " return im && im.complete && im.naturalWidth === 256; }")
@@ -293,14 +324,64 @@ def test_transfer_in_the_browser(page, photos, tmp_path):
     page.wait_for_function("() => document.querySelector('#chosen').innerText.includes('002')")
     page.locator("#structure input[type=range]").fill("0.5")
     assert page.locator("#structure input[type=number]").input_value() == "0.5"
+    page.mouse.wheel(0, 400)  # the user scrolled down to the sliders before clicking
     page.locator("#run").click()
     page.wait_for_function(WAIT_RESULT)
     assert [64, 64] in _natural_sizes(page, "#result-view")  # the tiny generator's size
     info = page.locator("#result-info").inner_text()
     assert "exemplar 2" in info and "structure 0.5" in info, info
     assert ".png" in page.locator("#download").inner_text()
-    _artifact(page, tmp_path, "web_transfer.png")
+    page.wait_for_function("() => { const r = document.querySelector('#before-after').getBoundingClientRect();"
+                           " return r.top >= 0 && r.bottom <= window.innerHeight; }")  # scrolled into view
+    assert _in_viewport(page, "#before-after") and _in_viewport(page, RESULT_IMG), page.locator(RESULT_IMG).evaluate(RECT)
+    _nothing_clipped(page)
+    _artifact(page, tmp_path, f"web_transfer_{page.size}.png", full_page=False)
     assert not page.external, f"the page tried to leave localhost: {page.external}"
+
+
+def test_an_error_keeps_the_last_good_result(page, photos, tmp_path):
+    good, _ = photos
+    page.locator("#photo input[type=file]").set_input_files(str(good))
+    page.locator("#run").click()
+    page.wait_for_function(WAIT_RESULT)
+    src = page.locator(RESULT_IMG).get_attribute("src")
+    info = page.locator("#result-info").inner_text()
+    page.get_by_text("Advanced").click()
+    page.locator("#per-layer input").check()
+    page.locator("#weights textarea").fill("0.5, 0.5")  # too few: refused in one sentence
+    page.locator("#run").click()
+    page.wait_for_function("() => document.querySelector('#result-error').innerText.includes('18')")
+    assert page.locator(RESULT_IMG).get_attribute("src") == src  # the last good portrait is still there
+    assert page.locator("#result-info").inner_text() == info
+    assert page.locator("#result-view").get_by_text("Error", exact=True).count() == 0
+    _artifact(page, tmp_path, "web_error_kept.png", full_page=False)
+
+
+def test_example_photos_and_the_weight_panel(page, tmp_path):
+    """An example photo is one click; the 18 per-layer weights disable the two sliders; the refine steps apply to
+    an uploaded exemplar only."""
+    examples = page.locator("#examples button, #examples .gallery-item, #examples td").filter(has=page.locator("img"))
+    assert examples.count() >= 2
+    examples.last.click()  # the astronaut's face crop
+    page.wait_for_function("() => { const im = document.querySelector('#face img');"
+                           " return im && im.complete && im.naturalWidth === 256; }")
+    structure = page.locator("#structure input[type=range]")
+    assert structure.is_enabled() and page.locator("#color input[type=range]").is_enabled()
+    page.get_by_text("Advanced").click()
+    assert not page.locator("#weights textarea").is_enabled()
+    page.locator("#per-layer input").check()
+    page.wait_for_function("() => document.querySelector('#structure input[type=range]').disabled")
+    assert not page.locator("#color input[type=range]").is_enabled()
+    assert page.locator("#weights textarea").is_enabled()
+    assert "18 per-layer weights" in page.locator("#weights-note").inner_text()
+    page.locator("#per-layer input").uncheck()
+    page.wait_for_function("() => !document.querySelector('#structure input[type=range]').disabled")
+    page.get_by_text("…or upload any exemplar image").click()
+    refine = page.locator("#refine input[type=range]")
+    assert not refine.is_enabled()
+    page.locator("#source").get_by_text("Uploaded image").click()
+    page.wait_for_function("() => !document.querySelector('#refine input[type=range]').disabled")
+    _artifact(page, tmp_path, "web_panels.png", full_page=False)
 
 
 def test_non_image_upload_is_rejected_in_one_sentence(page, photos, big_photo, tmp_path):
@@ -346,17 +427,122 @@ def test_uploaded_exemplar_wplus_and_per_layer_weights(page, photos, tmp_path):
     page.wait_for_function(WAIT_RESULT)
 
 
+@pytest.mark.parametrize("page", LAPTOPS[1:], indirect=True, ids=lambda wh: f"{wh[0]}x{wh[1]}")
 def test_random_portraits_and_blend_in_the_browser(page, photos, tmp_path):
+    """Blend takes the Transfer tab's photo (uploaded once, at the left) and two exemplars clicked as thumbnails."""
     good, _ = photos
+    page.locator("#photo input[type=file]").set_input_files(str(good))
     page.get_by_role("tab", name="Random portraits").click()
     page.locator("#random-run").click()
     page.wait_for_function("() => document.querySelectorAll('#random-gallery img').length === 4")
     page.wait_for_function("() => [...document.querySelectorAll('#random-gallery img')]"
                            ".every(e => e.complete && e.naturalWidth === 64)")
     page.get_by_role("tab", name="Blend").click()
-    page.locator("#blend-photo input[type=file]").set_input_files(str(good))
+    page.locator("#blend-a button.thumbnail-item").nth(2).click()
+    page.locator("#blend-b button.thumbnail-item").nth(1).click()
+    page.wait_for_function("() => document.querySelector('#chosen-a').innerText.includes('002')"
+                           " && document.querySelector('#chosen-b').innerText.includes('001')")
+    assert page.locator("#blend-id-a input").input_value() == "2"
     page.locator("#blend-run").click()
     page.wait_for_function("() => { const im = document.querySelector('#blend-result img');"
                            " return im && im.complete && im.naturalWidth === 64 && im.src.includes('.gif'); }")
-    _artifact(page, tmp_path, "web_blend.png")
+    assert "face_tiny_blend" in page.locator("#blend-file").inner_text()  # the GIF, for download
+    assert _in_viewport(page, "#blend-result img")
+    _artifact(page, tmp_path, f"web_blend_{page.size}.png", full_page=False)
     assert not page.external, f"the page tried to leave localhost: {page.external}"
+
+
+# ----------------------------------------------------------------------------------------- stops and load (issue 10)
+SERVER = """
+import sys
+from dualstylegan import web
+from dualstylegan.pipeline import StyleTransferPipeline
+app = web.StyleApp({"tiny": StyleTransferPipeline.from_pretrained(sys.argv[1])}, align=False)
+print("FOLDER", app.outputs.folder, flush=True)
+web.launch(app, port=int(sys.argv[2]), quiet=True)
+print("STOPPED", flush=True)
+"""
+
+
+def _client(url: str, tmp_path: Path, deadline_s: float = 90):
+    from gradio_client import Client
+
+    deadline = time.monotonic() + deadline_s
+    while True:
+        try:
+            return Client(url, verbose=False, download_files=str(tmp_path / "downloads"))
+        except Exception:  # not up yet
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT"])
+def test_any_stop_removes_uploads_and_results(tiny_pack, photos, tmp_path, stop):
+    """The server in its own process: an upload and a transfer leave files in the app's folder (Gradio's copies
+    of the upload included); SIGTERM, like Ctrl+C, stops it and removes them all."""
+    import signal
+    import subprocess
+    import sys
+
+    from gradio_client import handle_file
+
+    good, _ = photos
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "GRADIO_TEMP_DIR"}
+    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(tiny_pack), str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith("FOLDER "), first + proc.stdout.read()
+        folder = Path(first.split(" ", 1)[1].strip())
+        client = _client(f"http://127.0.0.1:{port}/", tmp_path)
+        _, face = client.predict(handle_file(str(good)), False, api_name="/preview_photo")
+        assert Image.open(face).size == (256, 256)
+        error, _, info, _ = client.predict("tiny", handle_file(str(good)), False, "Gallery", 1, None, 0.75, 1, False,
+                                           "", False, 0.75, "Z+", 0, api_name="/run_transfer")
+        assert error == "" and "exemplar 1" in info
+        kept = [p for p in folder.rglob("*") if p.is_file()]
+        assert any(p.name == "face.png" for p in kept), kept  # the upload, in the app's folder
+        assert any(p.name == "face_tiny_001.png" for p in kept), kept  # the result
+        proc.send_signal(getattr(signal, stop))
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert "STOPPED" in out, out  # launch returned: the clean-up ran
+    assert not folder.exists(), sorted(map(str, folder.rglob("*")))
+
+
+def test_concurrent_previews_of_one_large_photo_all_succeed(tiny_pipeline, tmp_path):
+    """8 clients preview the same large PNG at once, twice: every request gets its complete face image (the shown
+    image is written once, never rewritten while another request streams it)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gradio_client import handle_file
+
+    from dualstylegan import web
+
+    yy, xx = np.mgrid[0:2000, 0:2000]
+    big = tmp_path / "big.png"
+    Image.fromarray(np.stack([xx % 256, yy % 256, (xx + yy) % 256], -1).astype(np.uint8)).save(big)
+    port = _free_port()
+    app = web.StyleApp({"tiny": tiny_pipeline}, align=False, max_upload_mb=50, max_concurrency=2)
+    demo = web.launch(app, port=port, block=False, quiet=True)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+
+        def preview(i):
+            client = _client(url, tmp_path / str(i))
+            _, face = client.predict(handle_file(str(big)), False, api_name="/preview_photo")
+            with Image.open(face) as im:
+                im.load()  # a truncated file fails here
+                return im.size
+
+        with ThreadPoolExecutor(8) as pool:
+            for _ in range(2):
+                assert list(pool.map(preview, range(8))) == [(256, 256)] * 8
+    finally:
+        demo.close()
+    assert not app.outputs.folder.exists()

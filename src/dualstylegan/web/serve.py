@@ -12,10 +12,13 @@ from .app import StyleApp
 from .layout import build_layout, gradio
 
 #: Laptop-size fixes to Gradio's stock CSS. A gallery's grid gives each column at least 100 px, so 4 columns in a
-#: ~400 px column overflow and the 4th is cut off: the columns share the width instead (the thumbnails are square).
+#: ~400 px column overflow and the 4th is cut off: the columns share the width instead (the thumbnails are square),
+#: as many columns as asked even for a pack with fewer exemplars (else 3 thumbnails fill a row and overflow its height).
 CSS = """
 .grid-container { grid-template-columns: repeat(var(--grid-cols), minmax(0, 1fr)) !important;
                   grid-template-rows: none !important; grid-auto-rows: auto !important; }
+#gallery .grid-container { grid-template-columns: repeat(4, minmax(0, 1fr)) !important; }
+#blend-a .grid-container, #blend-b .grid-container { grid-template-columns: repeat(8, minmax(0, 1fr)) !important; }
 #title h2 { margin: 0; }
 #result-error p, #blend-error p, #random-error p { color: var(--error-text-color); font-weight: 600; }
 """
