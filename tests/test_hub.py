@@ -10,6 +10,8 @@ import torch
 from huggingface_hub.utils import EntryNotFoundError, LocalEntryNotFoundError
 
 from dualstylegan import hub
+
+REAL_REACHABLE = hub.hub_reachable  # the fixture below stands a fake Hub in for the network
 from dualstylegan.hub import (HUB_REPO, StylePackError, StylePackFiles, download_style, list_styles, models_home,
                               official_styles, resolve_style_pack, verify_style_pack)
 
@@ -26,6 +28,7 @@ def home(tmp_path, monkeypatch) -> Path:
         raise AssertionError(f"unexpected hf_hub_download{args}")
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_network)
+    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=hub.REACH_TIMEOUT: True)  # fakes stand for the Hub
     return h
 
 
@@ -346,3 +349,68 @@ def test_verify_names_the_hub_cache_blob(tmp_path, monkeypatch):
         verify_style_pack(files)
     msg = str(err.value)
     assert "truncated zip archive" in msg and str(blob) in msg and "dualstylegan download cartoon" in msg
+
+
+# ----------------------------------------------------------------------------------------- first run
+def test_unreachable_hub_fails_in_seconds_naming_offline(fake_hub, tmp_path, monkeypatch):
+    """One quick reachability check, then the cache only: no ~30 s of retries, and the message says what to do."""
+    import time
+
+    fake = fake_hub()
+    checks = []
+
+    def unreachable(timeout=hub.REACH_TIMEOUT):
+        checks.append(timeout)
+        return False
+
+    monkeypatch.setattr(hub, "hub_reachable", unreachable)
+    start = time.monotonic()
+    with pytest.raises(StylePackError) as err:
+        resolve_style_pack("cartoon", cache_dir=tmp_path / "hf")
+    assert time.monotonic() - start < 5 and checks == [hub.REACH_TIMEOUT]
+    assert fake.calls and all(c["local_files_only"] for c in fake.calls)  # never a network download
+    msg = str(err.value)
+    assert "could not be reached" in msg and "--offline" in msg and "HF_HUB_OFFLINE" in msg and "\n" not in msg
+
+
+def test_reachability_check_is_one_quick_connect(monkeypatch):
+    import socket
+
+    hub._reachable.clear()
+    tried = []
+
+    def refuse(address, timeout=None):
+        tried.append((address, timeout))
+        raise OSError("unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "https://hub.example:8443")
+    assert REAL_REACHABLE() is False and REAL_REACHABLE() is False  # the second answer is remembered
+    assert tried == [(("hub.example", 8443), hub.REACH_TIMEOUT)]
+    hub._reachable.clear()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert REAL_REACHABLE() is False and len(tried) == 1  # offline mode: no connection at all
+    hub._reachable.clear()
+
+
+def test_downloads_are_announced(fake_hub, tmp_path, monkeypatch):
+    fake_hub()
+    lines = []
+    monkeypatch.setattr(hub, "announce", lines.append)
+    resolve_style_pack("cartoon", cache_dir=tmp_path / "hf")
+    assert lines and all(line.startswith("downloading models/") and HUB_REPO in line for line in lines)
+    assert any("generator.pt" in line for line in lines)
+    lines.clear()
+    resolve_style_pack("cartoon", cache_dir=tmp_path / "hf")  # cached: nothing to announce
+    assert lines == []
+
+
+@pytest.mark.parametrize("arg", ["models/tiny", "models/tiny/", "x/generator.pt"])
+def test_path_like_style_that_does_not_exist_says_no_such_folder(arg, tmp_path, monkeypatch):
+    """A mistyped local folder is not taken for a Hub repo id (which cost 30 s and said 'could not download')."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "x").mkdir()
+    with pytest.raises(StylePackError, match="no such folder"):
+        resolve_style_pack(arg)

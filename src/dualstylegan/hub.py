@@ -11,7 +11,11 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
+import time
 from pathlib import Path
+from typing import Callable
+from urllib.parse import urlparse
 
 from . import styles
 from .packs import (CODES, CODES_WANTED, ENCODER, ENCODER_WPLUS, GENERATOR, INSTYLE_CODES, PACK_FILES, PROJECT_URL,
@@ -26,6 +30,38 @@ HUB_REPO = "CVPR/DualStyleGAN"
 #: :attr:`StylePackFiles.commit`; pass ``revision=<that sha>`` to reproduce a run exactly.
 HUB_REVISION = "main"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(/[\w.-]+)*$")
+#: Seconds the one check that the Hub can be reached may take before downloads are given up for cached files.
+REACH_TIMEOUT = 3.0
+#: What to do about an unreachable Hub, in the CLI's words (the web app and Python users read it too).
+OFFLINE_HINT = "pass --offline (or set HF_HUB_OFFLINE=1) to use only files already downloaded"
+#: Called with one line ("downloading models/cartoon/generator.pt from CVPR/DualStyleGAN") before each file is
+#: downloaded (huggingface_hub's own bar then shows its size and progress); the CLI prints it, None is silent.
+announce: Callable[[str], None] | None = None
+_reachable: dict[tuple[str, int], tuple[float, bool]] = {}
+
+
+def hub_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+
+def hub_reachable(timeout: float = REACH_TIMEOUT) -> bool:
+    """Whether the Hub's host accepts a connection within ``timeout`` seconds (one TCP connect, remembered for a
+    minute); False at once under ``HF_HUB_OFFLINE``. huggingface_hub itself retries an unreachable Hub for ~30 s."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return False
+    url = urlparse(hub_endpoint())
+    key = (url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443))
+    now = time.monotonic()
+    hit = _reachable.get(key)
+    if hit is not None and now - hit[0] < 60:
+        return hit[1]
+    try:
+        socket.create_connection(key, timeout=timeout).close()
+        ok = True
+    except OSError:
+        ok = False
+    _reachable[key] = (now, ok)
+    return ok
 
 
 def official_styles() -> dict[str, str]:
@@ -75,15 +111,26 @@ class Hub:
         self.force_download = force_download
         self.failures: dict[str, tuple[str, BaseException]] = {}   # repo file → (kind, exception)
         self.commit: str | None = None
+        self.unreachable = False     # the reachability check failed: everything came from the cache
+
+    def _check_reachable(self) -> None:
+        """One quick check before the first download; an unreachable Hub turns this resolution cache-only."""
+        if not self.local_only and not self.unreachable and not hub_reachable():
+            self.local_only = self.unreachable = True
 
     def get(self, filename: str) -> Path | None:
         dead = next((f for f in self.failures.values() if f[0] in ("repo", "revision")), None)
         if dead is not None:                 # no such repo / revision: every other file fails the same way
             self.failures[filename] = dead
             return None
+        cached = None if self.force_download else self.cached(filename)
+        if cached is None:
+            self._check_reachable()
         kwargs = dict(revision=self.revision, cache_dir=self.cache_dir, local_files_only=self.local_only)
         if self.force_download and not self.local_only:
             kwargs["force_download"] = True
+        if announce is not None and cached is None and not self.local_only:
+            announce(f"downloading {filename} from {self.repo_id}")
         try:
             path = Path(_hf().hf_hub_download(self.repo_id, filename, **kwargs))
         except Exception as exc:  # noqa: BLE001 - every failure becomes a StylePackError that says what to do
@@ -114,9 +161,11 @@ class Hub:
         if "offline" in kinds:
             if self.asked_local_only:
                 return f"downloads are off and they are not in the Hugging Face cache for {where}"
-            return f"the Hugging Face Hub could not be reached for {where} (offline?)"
+            return (f"the Hugging Face Hub ({hub_endpoint()}) could not be reached for {where} (offline?) and they "
+                    f"are not in its cache; connect to the internet, or {OFFLINE_HINT}")
         if "repo" in kinds:
-            return f"there is no Hugging Face repo {self.repo_id!r} (or it is private or gated)"
+            return (f"there is no Hugging Face repo {self.repo_id!r} (or it is private or gated) and no such folder "
+                    f"{self.repo_id} here")
         if "revision" in kinds:
             return f"{self.repo_id} has no revision {self.revision!r}"
         if "error" in kinds:
@@ -265,6 +314,9 @@ def resolve_style_pack(name_or_path: str | os.PathLike, *, revision: str = HUB_R
         raise StylePackError(f"The style pack {home} is incomplete: put {GENERATOR} and {CODES_WANTED} in "
                              f"{home}{os.sep} and {ENCODER} in {home.parent}{os.sep}.")
     # (4) a Hub repo id
+    if "/" in arg and _looks_local(arg):
+        raise StylePackError(f"There is no such folder {arg}: give an existing style folder (with {GENERATOR}), a "
+                             f"style name ({', '.join(official)}) or a Hugging Face repo id.")
     if "/" not in arg or not _HUB_ID.match(arg):
         raise _unknown_style(arg)
     owner, repo, *rest = arg.split("/")
@@ -273,6 +325,13 @@ def resolve_style_pack(name_or_path: str | os.PathLike, *, revision: str = HUB_R
                                   local_files_only=local_files_only, need_sampler=need_sampler,
                                   need_wplus=need_wplus, download=download, force_download=force_download)
     return _from_repo_id(hub(f"{owner}/{repo}"), rest, need_sampler, need_wplus)
+
+
+def _looks_local(arg: str) -> bool:
+    """A repo-id-shaped ``arg`` that is meant as a path: its first folder exists here, or it has a file extension
+    or a trailing slash (``models/tiny`` when ``models/`` is here; a Hub repo id has no local folder)."""
+    first = arg.split("/")[0]
+    return Path(first).is_dir() or arg.endswith("/") or Path(arg).suffix in (".pt", ".npy")
 
 
 def _drive_only(style: str, home: Path, need_sampler: bool, need_wplus: bool) -> StylePackError:
