@@ -130,13 +130,30 @@ class _Declared:
         self.size, self.channel_table, self.style_dim, self.n_mlp = size, channels, style_dim, n_mlp
 
 
-def _build(make: Callable[[], torch.nn.Module], state: Tensors, what: str) -> torch.nn.Module:
+def _build(make: Callable[[], torch.nn.Module], state: Tensors, what: str, *, adopt: bool = True) -> torch.nn.Module:
     """``make()`` loaded with ``state``: keys and shapes are checked first against ``make()`` on the meta device
-    (no memory), so the real network is allocated only for a state dict that fills it exactly."""
+    (no memory), so nothing is allocated for a state dict that does not fill the network exactly. With ``adopt``
+    the checked tensors (contiguous, of the network's dtypes, each with its own bytes) become the network's
+    parameters (``load_state_dict(assign=True)``): no random initialisation, no second copy. Otherwise — or if
+    some tensor of the network is not in the state dict — the network is built and the state copied in."""
     with torch.device("meta"):
         skeleton = make()
-    check_state_dict(skeleton.state_dict(), state, what)
+    expected = skeleton.state_dict()
+    check_state_dict(expected, state, what)
+    if adopt and all(state[k].dtype == v.dtype and state[k].is_contiguous() for k, v in expected.items()):
+        skeleton.load_state_dict(state, strict=True, assign=True)
+        if not _on_meta(skeleton):
+            return skeleton.eval()
     return _load_into(make(), state, what)
+
+
+def _on_meta(model: torch.nn.Module) -> bool:
+    """Whether any tensor of ``model`` (parameter, buffer or plain attribute) is still on the meta device."""
+    for module in model.modules():
+        tensors = [*module._parameters.values(), *module._buffers.values(), *vars(module).values()]
+        if any(isinstance(t, torch.Tensor) and t.is_meta for t in tensors):
+            return True
+    return False
 
 
 def _load_into(model: torch.nn.Module, state: Tensors, what: str) -> torch.nn.Module:
@@ -200,7 +217,9 @@ def load_training_checkpoint(path: str | Path, dualstylegan: bool = False, *, wh
     for key in ("g_ema", "g"):
         state = dict(obj[key]) if key == "g" and isinstance(obj.get("g"), dict) else ema_state
         config = config_of(state, path)
-        out[key] = _build(lambda: net_cls(config), state, f"{name}['{key}']").train()
+        # without its own 'g', g starts as a copy of g_ema: the two must not share tensors
+        out[key] = _build(lambda: net_cls(config), state, f"{name}['{key}']", adopt=state is not ema_state or
+                          key == "g_ema").train()
     d_state = dict(obj["d"])
     d_config = discriminator_config(d_state, path)
     out["d"] = _build(lambda: Discriminator(d_config), d_state, f"{name}['d']").train()
