@@ -1,7 +1,7 @@
 """dualstylegan.batch: stylize_files (the library's folder run, one FileResult per photo) and the output names."""
 from __future__ import annotations
 
-import inspect
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +10,8 @@ from PIL import Image
 
 import dualstylegan
 from conftest import needs_dlib
-from dualstylegan.batch import (FileResult, blend_names, collect_inputs, exemplar_tag, generate_names, output_name,
-                                output_names, stylize_files, unique_stems)
+from dualstylegan.batch import (FileResult, blend_names, check_inputs, collect_inputs, exemplar_tag, generate_names,
+                                output_name, output_names, short_stem, split_output, stylize_files, unique_stems)
 from dualstylegan.errors import UsageError
 from dualstylegan.faces import prepare_face
 from dualstylegan.images import ImageError, to_image, to_tensor
@@ -51,7 +51,7 @@ def test_exported_from_the_package():
 def test_one_result_per_photo_in_order(tiny_pipeline, photos, tmp_path):
     out = tmp_path / "out"
     results = stylize_files(tiny_pipeline, [photos], out, exemplar=2, align=False, structure=0.5)
-    assert inspect.isgenerator(results) and not out.exists()  # nothing is done before the results are read
+    assert isinstance(results, Iterator) and not out.exists()  # nothing is done before the results are read
     results = list(results)
     assert [r.input.name for r in results] == ["a.png", "b.png", "c.jpg"]
     a, b, c = results
@@ -122,12 +122,16 @@ def test_a_bug_is_not_a_files_result(tiny_pipeline, photos, tmp_path, monkeypatc
 def test_every_face_of_a_photo(tiny_pipeline, tmp_path):
     needs_dlib()
     data = pytest.importorskip("skimage.data", reason="the test photograph comes from scikit-image")
-    path = tmp_path / "astronaut.png"
-    Image.fromarray(data.astronaut()).save(path)
+    path = tmp_path / "group.png"  # two people side by side (the astronaut's mission patch is no face)
+    group = Image.new("RGB", (1024, 512))
+    group.paste(Image.fromarray(data.astronaut()), (0, 0))
+    with Image.open(Path(__file__).parent / "data" / "obama.jpg") as im:
+        group.paste(im.convert("RGB").resize((410, 512), Image.LANCZOS), (560, 0))
+    group.save(path)
     out = tmp_path / "out"
     [r] = stylize_files(tiny_pipeline, [path], out, all_faces=True, paste_back=True)
-    assert r.portraits == (out / "astronaut_face0_tiny_000.png", out / "astronaut_face1_tiny_000.png")
-    assert r.extras == (out / "astronaut_tiny_000_pasted.png",)
+    assert r.portraits == (out / "group_face0_tiny_000.png", out / "group_face1_tiny_000.png")
+    assert r.extras == (out / "group_tiny_000_pasted.png",)
     for i, portrait in enumerate(r.portraits):
         np.testing.assert_array_equal(pixels(Image.open(portrait)), expected(tiny_pipeline, path, align=True, index=i))
 
@@ -157,3 +161,65 @@ def test_exemplar_tag(tiny_pipeline):
 def test_collect_inputs(photos, tmp_path):
     assert collect_inputs([photos, photos / "a.png"]) == [photos / "a.png", photos / "b.png", photos / "c.jpg"]
     assert collect_inputs([tmp_path / "missing.png"]) == [tmp_path / "missing.png"]  # reported per file
+
+
+# ----------------------------------------------------------------------------------------- issue 15 / issue 10
+def test_exemplar_is_aligned_independently_of_the_photos(tiny_pipeline, photos, tmp_path):
+    """An exemplar with a face is aligned even when the photos are not (--no-align); one without a face is
+    centre-cropped with a one-line notice; the overview's exemplar column is what was used."""
+    needs_dlib()
+    data = pytest.importorskip("skimage.data", reason="the test photograph comes from scikit-image")
+    face_ex = tmp_path / "astronaut.png"
+    Image.fromarray(data.astronaut()).save(face_ex)
+    run = stylize_files(tiny_pipeline, [photos / "a.png"], tmp_path / "o1", exemplar=face_ex, align=False,
+                        overview=True)
+    [r] = list(run)
+    assert r.ok and run.notices == []
+    from dualstylegan.faces import prepare_exemplar
+
+    aligned = to_tensor(prepare_exemplar(face_ex).face.image)
+    assert prepare_exemplar(face_ex).aligned
+    np.testing.assert_array_equal(pixels(to_image(run.exemplar_image)), pixels(to_image(aligned)))
+    np.testing.assert_array_equal(pixels(Image.open(r.portraits[0])), expected(tiny_pipeline, photos / "a.png", aligned))
+
+    wide = tmp_path / "wide_painting.png"
+    smooth(wide, size=(120, 60), seed=4)
+    run = stylize_files(tiny_pipeline, [photos / "a.png"], tmp_path / "o2", exemplar=wide, align=True)
+    assert len(run.notices) == 1 and "no face" in run.notices[0] and "centred square" in run.notices[0]
+
+
+def test_long_photo_names_are_shortened(tiny_pipeline, tmp_path):
+    name = "p" * 240 + ".png"
+    photo = smooth(tmp_path / name)
+    [r] = stylize_files(tiny_pipeline, [photo], tmp_path / "out", align=False, overview=True)
+    assert r.ok and all(len(p.name.encode()) < 200 for p in r.outputs)
+    assert short_stem("x" * 300) != short_stem("x" * 299 + "y") and short_stem("me") == "me"
+
+
+def test_one_portrait_to_a_named_file(tiny_pipeline, photos, tmp_path):
+    folder, name = split_output(tmp_path / "portrait.png", several=False)
+    assert folder == tmp_path and name == "portrait.png"
+    assert split_output(tmp_path / "portrait.png", several=True) == (tmp_path / "portrait.png", None)
+    assert split_output(tmp_path / "portraits", several=False) == (tmp_path / "portraits", None)
+    [r] = stylize_files(tiny_pipeline, [photos / "a.png"], folder, align=False, portrait_name=name)
+    assert r.portraits == (tmp_path / "portrait.png",) and (tmp_path / "portrait.png").is_file()
+
+
+def test_inputs_checked_up_front(photos, tmp_path):
+    assert check_inputs([photos / "a.png"]) == [photos / "a.png"]
+    with pytest.raises(UsageError, match="no such file"):
+        check_inputs([photos / "a.png", tmp_path / "missing.png"])
+
+
+def test_blend_names_carry_the_exemplars():
+    frames, gif = blend_names("me", "cartoon", 2, "001", "007")
+    assert frames == ["me_cartoon_001-007_blend_000.png", "me_cartoon_001-007_blend_001.png"]
+    assert gif == "me_cartoon_001-007_blend.gif"
+    assert blend_names("me", "cartoon", 1, "001", "001")[1] == "me_cartoon_001_blend.gif"
+
+
+def test_seed_is_checked_at_the_call(tiny_pipeline, photos, tmp_path):
+    from dualstylegan.pipeline import OptionError
+
+    with pytest.raises(OptionError, match="2\\*\\*64"):
+        stylize_files(tiny_pipeline, [photos], tmp_path / "out", seed=2**64)

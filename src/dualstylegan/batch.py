@@ -12,6 +12,7 @@ Nothing here imports torch at import time.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -80,6 +81,7 @@ def unique_stems(files: Sequence[Path]) -> dict[Path, str]:
     taken: set[str] = set()
     for p in files:
         base = p.stem if per_stem[p.stem] == 1 else f"{p.stem}_{p.suffix.lstrip('.').lower()}".rstrip("_")
+        base = short_stem(base)
         stem, k = base, 1
         while stem in taken:
             k += 1
@@ -89,15 +91,32 @@ def unique_stems(files: Sequence[Path]) -> dict[Path, str]:
     return out
 
 
+#: The longest stem of a photo (or exemplar) kept in an output name, in bytes: names stay well under the 255 bytes
+#: file systems allow once the style, the exemplar and the kind are added.
+MAX_STEM_BYTES = 80
+
+
+def short_stem(stem: str, limit: int = MAX_STEM_BYTES) -> str:
+    """``stem`` when it fits in ``limit`` UTF-8 bytes, else its start and 8 hex digits of its hash (distinct stems
+    stay distinct): a 240-character photo name gives a file name the system accepts."""
+    if len(stem.encode()) <= limit:
+        return stem
+    digest = hashlib.sha1(stem.encode()).hexdigest()[:8]
+    head = stem.encode()[: limit - 9].decode(errors="ignore")
+    return f"{head}~{digest}"
+
+
 def exemplar_tag(exemplar: Exemplar, codes=None) -> str:
     """The exemplar's part of an output name: the code-bank file's stem ('Cartoons_00038_07', a bare name: the
     bank cannot steer where files go), an image file's stem, or 'exemplar' for an image in memory."""
     if isinstance(exemplar, (int, str)) and not isinstance(exemplar, bool):
         if codes is None:
             raise UsageError("this style pack has no code bank; give the exemplar as an image")
-        return Path(codes.resolve_name(exemplar)).stem or "exemplar"
+        if isinstance(exemplar, str) and exemplar not in codes.names and Path(exemplar).is_file():
+            return short_stem(Path(exemplar).stem)  # an image file given by its name
+        return short_stem(Path(codes.resolve_name(exemplar)).stem) or "exemplar"
     if isinstance(exemplar, os.PathLike):
-        return Path(exemplar).stem
+        return short_stem(Path(exemplar).stem)
     return "exemplar"
 
 
@@ -118,10 +137,42 @@ def generate_names(style: str | None, seed: int, n: int) -> list[str]:
     return [f"{style or 'style'}_seed{seed}_{i:03d}.png" for i in range(max(n, 0))]
 
 
-def blend_names(stem: str, style: str | None, steps: int) -> tuple[list[str], str]:
-    """(frame file names, animation file name) of a blend of the photo named ``stem``."""
-    base = f"{stem}_{style or 'style'}_blend"
+def blend_names(stem: str, style: str | None, steps: int, tag_a: str | None = None,
+                tag_b: str | None = None) -> tuple[list[str], str]:
+    """(frame file names, animation file name) of a blend of the photo named ``stem`` from exemplar ``tag_a`` to
+    ``tag_b`` (:func:`exemplar_tag`): ``{photo}_{style}_{a}-{b}_blend_{i:03d}.png`` and ``….gif``, so that blends of
+    other exemplars do not collide."""
+    tags = "-".join(dict.fromkeys(t for t in (tag_a, tag_b) if t))
+    base = "_".join([short_stem(stem), style or "style", *([tags] if tags else []), "blend"])
     return [f"{base}_{i:03d}.png" for i in range(max(steps, 0))], f"{base}.gif"
+
+
+#: Output names with these extensions are files, not folders (``-o portrait.png``).
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def split_output(path: str | os.PathLike, several: bool) -> tuple[Path, str | None]:
+    """An output given by a user → (folder, file name or None): ``portrait.png`` names the one file written when
+    only one is (``several`` False), otherwise — a name without an image extension, or several outputs — it is the
+    folder they are written to."""
+    out = Path(path)
+    if out.suffix.lower() in IMAGE_EXTENSIONS and not several and not out.is_dir():
+        return check_output_folder(out.parent if str(out.parent) else "."), out.name
+    return check_output_folder(out), None
+
+
+def check_inputs(files: Iterable[Path]) -> list[Path]:
+    """Every input file exists and can be read, checked before any model loads: one :class:`UsageError` naming
+    the first that cannot (the run would otherwise load the networks and then skip it)."""
+    files = list(files)
+    for f in files:
+        if not f.exists():
+            raise UsageError(f"no such file: {f}")
+        if not f.is_file():
+            raise UsageError(f"{f} is not a file")
+        if not os.access(f, os.R_OK):
+            raise UsageError(f"{f} cannot be read: permission denied")
+    return files
 
 
 def check_output_folder(path: str | os.PathLike) -> Path:
@@ -153,7 +204,7 @@ def stylize_files(pipe: "StyleTransferPipeline", inputs: Iterable[str | os.PathL
                   overview: bool = False, overwrite: bool = False, weights: Sequence[float] | None = None,
                   structure=None, color=None, preserve_color: bool = False,
                   truncation: float = TRANSFER_TRUNCATION, wplus: bool = False, seed: int | None = None,
-                  **transfer_options: Any) -> Iterator[FileResult]:
+                  portrait_name: str | None = None, **transfer_options: Any) -> "StylizeRun":
     """Stylise photos (files or folders) with one exemplar into ``out_dir``: one :class:`FileResult` per photo.
 
     Per photo: :func:`faces.prepare_face` (the largest face, every face with ``all_faces``, or the centred square
@@ -161,7 +212,13 @@ def stylize_files(pipe: "StyleTransferPipeline", inputs: Iterable[str | os.PathL
     encoder / noise options (and ``transfer_options`` such as ``refine``), then the portrait
     (:func:`output_name`), with ``overview`` a content | reconstruction | exemplar | result grid, with
     ``paste_back`` the photo with its stylised faces put back (:func:`faces.paste_back`). A photo whose files
-    exist is skipped unless ``overwrite`` (all of its outputs, or none).
+    exist is skipped unless ``overwrite`` (all of its outputs, or none). ``portrait_name`` names the portrait of a
+    run of one photo and one face (``-o portrait.png``, :func:`split_output`).
+
+    An image exemplar (file, PIL image, NumPy array) is aligned when it has a face and otherwise centre-cropped
+    (:func:`faces.prepare_exemplar`), whatever ``align`` says about the photos; the returned :class:`StylizeRun`
+    iterates the results and holds ``notices`` (e.g. "painting.png: no face was found in it; using its centred
+    square as it is.") and ``exemplar_image``, the exemplar as the pipeline saw it (the overview's third column).
 
     Everything that concerns the whole run — the inputs, the output folder, the exemplar (prepared like the photos
     when it is an image), the weights and the truncation — is checked when this is called, raising one
@@ -175,27 +232,32 @@ def stylize_files(pipe: "StyleTransferPipeline", inputs: Iterable[str | os.PathL
     options = dict(weights=weights, structure=structure, color=color, preserve_color=preserve_color,
                    truncation=check_truncation(truncation), wplus=wplus, seed=seed, **transfer_options)
     pipe.weights_for(weights, structure, color)  # an impossible weight vector: one error, not one per photo
+    if seed is not None:
+        from .pipeline import check_seed
+
+        check_seed(seed)
     tag = exemplar_tag(exemplar, pipe.codes)
-    ex = _exemplar_input(pipe, exemplar, align)
+    notices: list[str] = []
+    ex = pipe.exemplar_input(exemplar, notices)
+    if isinstance(ex, (int, str)):
+        pipe.codes.resolve_name(ex)  # an unknown id or name: now, before any photo
     ex_image = (ex if not isinstance(ex, (int, str)) else pipe.render_exemplar(ex)) if overview else None
-    run = _Run(pipe, out, ex, ex_image, tag, align, all_faces, paste_back, overwrite, options)
-    return _results(run, files)
+    run = _Run(pipe, out, ex, ex_image, tag, align, all_faces, paste_back, overwrite, options, portrait_name)
+    return StylizeRun(_results(run, files), notices, ex_image)
 
 
-def _exemplar_input(pipe, exemplar: Exemplar, align: bool):
-    """A style id / name (checked against the code bank), or the exemplar image as the tensor the pipeline takes."""
-    from PIL import Image
+class StylizeRun(Iterator[FileResult]):
+    """The results of :func:`stylize_files`, one :class:`FileResult` per photo as each is done, plus ``notices``
+    (one line each, known when the call returns) and ``exemplar_image`` (None without ``overview``)."""
 
-    from .images import to_tensor
+    def __init__(self, results: Iterator[FileResult], notices: list[str], exemplar_image=None):
+        self._results, self.notices, self.exemplar_image = results, notices, exemplar_image
 
-    if isinstance(exemplar, (int, str)) and not isinstance(exemplar, bool):
-        pipe.codes.resolve_name(exemplar)  # an unknown id or name: now, before any photo
-        return exemplar
-    if isinstance(exemplar, (os.PathLike, Image.Image)):
-        from .faces import prepare_face
+    def __iter__(self) -> "StylizeRun":
+        return self
 
-        return to_tensor(prepare_face(exemplar, align)[0].image)
-    return exemplar  # a tensor
+    def __next__(self) -> FileResult:
+        return next(self._results)
 
 
 @dataclass
@@ -212,6 +274,7 @@ class _Run:
     paste_back: bool
     overwrite: bool
     options: dict
+    portrait_name: str | None = None
 
 
 def _results(run: _Run, files: Sequence[Path]) -> Iterator[FileResult]:
@@ -239,6 +302,8 @@ def _stylize_one(run: _Run, path: Path, stem: str, portraits: list[Path], extras
     style = run.pipe.style
     numbered = len(faces) > 1
     names = [output_name(stem, style, run.tag, face=i if numbered else None) for i in range(len(faces))]
+    if run.portrait_name and len(names) == 1:
+        names = [run.portrait_name]
     grids = [n[:-4] + "_overview.png" for n in names] if run.exemplar_image is not None else []
     pasted = [output_name(stem, style, run.tag, kind="pasted")] if run.paste_back else []
     check_free([run.out / n for n in (*names, *grids, *pasted)], run.overwrite)  # all of this photo's, or none
@@ -256,5 +321,6 @@ def _stylize_one(run: _Run, path: Path, stem: str, portraits: list[Path], extras
         extras.append(save_image(photo, run.out / pasted[0], overwrite=run.overwrite))
 
 
-__all__ = ["Exemplar", "FileResult", "blend_names", "check_free", "check_output_folder", "collect_inputs",
-           "exemplar_tag", "generate_names", "output_name", "output_names", "stylize_files", "unique_stems"]
+__all__ = ["IMAGE_EXTENSIONS", "Exemplar", "FileResult", "StylizeRun", "blend_names", "check_free", "check_inputs",
+           "check_output_folder", "collect_inputs", "exemplar_tag", "generate_names", "output_name", "output_names",
+           "short_stem", "split_output", "stylize_files", "unique_stems"]
