@@ -170,3 +170,21 @@ def test_full_size_official_layout_loads_strictly(tmp_path, layout):
 
 def test_every_full_layout_has_a_loader():
     assert {n for n in layout_names("full_")} <= set(FULL_FILES), "a new official layout needs a loader test"
+
+
+def test_training_checkpoint_g_copied_from_g_ema_shares_nothing(tmp_path):
+    """Checked tensors are adopted by the network built on the meta device, except where two networks would then
+    share them: g starts as a copy of g_ema when the file has no 'g'."""
+    g = Generator(GeneratorConfig(size=64, channels=NARROW_CHANNELS))
+    d = Discriminator(DiscriminatorConfig(size=64, channels=NARROW_CHANNELS))
+    path = tmp_path / "finetune.pt"
+    official.save_stylegan2(path, g, d)
+    out = official.load_training_checkpoint(path, what="a StyleGAN2 checkpoint", no_discriminator="-")
+    ema, copy = out["g_ema"].state_dict(), out["g"].state_dict()
+    assert all(torch.equal(ema[k], copy[k]) for k in ema)
+    assert not {t.data_ptr() for t in ema.values()} & {t.data_ptr() for t in copy.values()}
+    bad = {"g_ema": g.state_dict(), "d": d.state_dict(),
+           "g_optim": {"state": {0: {"exp_avg": torch.zeros(()).expand(4096, 4096)}}, "param_groups": []}}
+    torch.save(bad, path)
+    with pytest.raises(CheckpointError, match=r"finetune\.pt: its tensor 'g_optim\.state\.0\.exp_avg'.*stride-0"):
+        official.load_training_checkpoint(path, what="a StyleGAN2 checkpoint", no_discriminator="-")
