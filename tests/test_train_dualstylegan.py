@@ -144,6 +144,39 @@ def test_stage2_vgg_loss_decreases_on_a_fixed_target(vgg):
     assert sum(losses[-5:]) / 5 < 0.8 * losses[0], losses
 
 
+def test_stage2_maps_encoder_codes_with_the_encoder_files_decoder(tmp_path, vgg, monkeypatch):
+    """The reference maps E(g(z₂)) with the mapping of the decoder inside encoder.pt (pSp's decoder.style), not with
+    the FFHQ generator's; pretrain() loads that decoder from the file and passes its mapping."""
+    from dualstylegan.nets.stylegan2 import map_rows
+    from dualstylegan.train import pretrain as pretrain_module
+
+    g, d = ffhq_nets()
+    decoder, _ = ffhq_nets(seed=7)  # an encoder.pt whose decoder is not this FFHQ model
+    encoder = tiny_encoder()
+    image = SampledFaces(g, n=2).fetch([0, 1])
+    stage = PretrainStage(init_dualstylegan(g), d, encoder, vgg, mapping=decoder.style)
+    with torch.no_grad():
+        code = encoder(image)
+        want = map_rows(decoder.style, code)
+    assert torch.equal(stage.encode_extrinsic(image), want)
+    assert not torch.allclose(want, stage.g.map_extrinsic(code))
+    default = PretrainStage(init_dualstylegan(g), d, encoder, vgg)  # no decoder given: the intrinsic mapping
+    assert torch.equal(default.encode_extrinsic(image), stage.g.map_extrinsic(code))
+
+    official.save_encoder(tmp_path / "encoder.pt", encoder, decoder)
+    seen = {}
+    real_init = PretrainStage.__init__
+
+    def spy(self, *args, **kwargs):
+        seen["mapping"] = kwargs.get("mapping")
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(pretrain_module.PretrainStage, "__init__", spy)
+    pretrain((g, d), tmp_path / "encoder.pt", tmp_path / "run", vgg, steps=1,
+             loop=LoopConfig(batch_size=2, progress=False, tensorboard=False, sample_every=0, device="cpu"))
+    assert same(state_copy(seen["mapping"]), state_copy(decoder.style))
+
+
 def test_pretrain_writes_a_resumable_generator_pretrain_file(tmp_path, vgg):
     g, d = ffhq_nets()
     model = pretrain((g, d), tiny_encoder(), tmp_path, vgg, steps=2, inject_schedule=((7, 1), (5, 1)),

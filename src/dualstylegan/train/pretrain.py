@@ -201,7 +201,11 @@ class PretrainStage(DualStyleGANStage):
     """Stage II (pretrain_dualstylegan.py): learn to reproduce style mixing g(z⁺_l) on faces.
 
     ``encoder``: the pSp Z+ encoder (:class:`dualstylegan.nets.encoder.PSPEncoder`) or any callable image → Z+
-    code (B, n_latent, 512); its code is mapped by the frozen intrinsic mapping to the W+ extrinsic code.
+    code (B, n_latent, 512); ``mapping`` turns its code, row by row, into the W+ extrinsic code: the mapping network
+    of the decoder stored in ``encoder.pt``, as the reference (its pSp forward maps E's code with ``decoder.style``;
+    :func:`pretrain` passes it when it loads the file). None: the frozen intrinsic generator's mapping — the same
+    weights when encoder.pt's decoder is the FFHQ model the run starts from (pSp trains its encoder against a
+    frozen FFHQ decoder), which a user's encoder.pt need not be.
     ``vgg``: a :class:`VGG19Features` (ImageNet weights) or a callable (fake, target) → perceptual loss.
     ``steps`` is the length of the run that ``inject_schedule`` [(l, relative length)] is spread over.
     The batch is D's real faces (B, 3, size, size). Each step's logs include ``inject_index`` and ``encoded``
@@ -215,8 +219,11 @@ class PretrainStage(DualStyleGANStage):
                  steps: int = PRETRAIN_STEPS, inject_schedule: Sequence[tuple[int, float]] = INJECT_SCHEDULE,
                  subspace_freq: int = 4, adv_weight: float = 0.1,
                  vgg_weights: Sequence[float] = PRETRAIN_VGG_WEIGHTS, n_sample: int = 9, sample_seed: int = 0,
-                 **kwargs: Any):
+                 mapping: nn.Module | None = None, **kwargs: Any):
         super().__init__(g, d, g_ema, **kwargs)
+        if mapping is not None:
+            mapping = mapping.to(self.device).eval().requires_grad_(False)
+        self.mapping = mapping
         n_styles = getattr(encoder, "n_styles", None)
         if n_styles is not None and n_styles != g.n_latent:
             raise ValueError(f"the encoder outputs {n_styles} style rows but the generator has {g.n_latent}; use "
@@ -245,8 +252,12 @@ class PretrainStage(DualStyleGANStage):
 
     @torch.no_grad()
     def encode_extrinsic(self, image: torch.Tensor) -> torch.Tensor:
-        """E(image) mapped to W+: the extrinsic code of a face."""
-        return self.g.map_extrinsic(self.encoder(image))
+        """E(image) mapped to W+ by ``mapping`` (encoder.pt's decoder's; else the intrinsic one): the extrinsic code
+        of a face."""
+        from ..nets.stylegan2 import map_rows
+
+        code = self.encoder(image)
+        return map_rows(self.mapping, code) if self.mapping is not None else self.g.map_extrinsic(code)
 
     def _codes(self, batch: torch.Tensor, step: int) -> dict[str, Any]:
         """z₁, z₂ and the extrinsic code of this (micro-)batch, shared by its D and G phases (the loop hands every
@@ -336,7 +347,8 @@ def pretrain(ffhq: str | os.PathLike | Sequence[nn.Module] | Mapping[str, Any],
 
     ``ffhq``: the rosinality ``stylegan2-ffhq-config-f.pt`` (its ``g_ema`` becomes the intrinsic path, its ``d`` the
     discriminator), a ``(generator, discriminator)`` pair, or a mapping {'g_ema' (or 'g'), 'd'}. ``encoder``:
-    ``encoder.pt`` (the pSp Z+ encoder) or a module. ``vgg``: torchvision's ``vgg19`` weights file, a :class:`VGG19Features` or a
+    ``encoder.pt`` (the pSp Z+ encoder; its decoder's mapping maps the encoder's codes, as the reference) or a
+    module (then ``mapping=`` may give that network). ``vgg``: torchvision's ``vgg19`` weights file, a :class:`VGG19Features` or a
     perceptual-loss callable. ``faces``: a folder of aligned real faces (FFHQ) for D; without one, faces sampled
     from the FFHQ generator are used. ``loop``: how the loop runs (:class:`LoopConfig`; its batch is per process, the
     reference: 4 per GPU). The run resumes from
@@ -354,7 +366,9 @@ def pretrain(ffhq: str | os.PathLike | Sequence[nn.Module] | Mapping[str, Any],
     stylegan = nets["g_ema"] if nets["g_ema"] is not None else nets["g"]
     d = nets["d"]
     if isinstance(encoder, (str, os.PathLike)):
-        encoder, _ = official.load_encoder(encoder, z_plus=True, with_decoder=False)
+        encoder, decoder = official.load_encoder(encoder, z_plus=True, with_decoder=True)
+        if decoder is not None:  # the reference maps E's codes with the mapping of encoder.pt's decoder
+            stage_kwargs.setdefault("mapping", decoder.style)
     if isinstance(encoder, nn.Module):
         encoder = encoder.to(device).eval()
     vgg = load_vgg(vgg, device)
