@@ -109,7 +109,7 @@ def test_result_files_are_temporary():
     outputs = web.ResultFiles(max_age_s=60)
     folder = outputs.folder
     old = Path(outputs.png(Image.new("RGB", (8, 8)), "my photo.png"))
-    assert old.is_file() and old.parent.parent == folder and old.name == "my_photo.png"
+    assert old.is_file() and old.parent.parent == folder / "results" and old.name == "my_photo.png"
     os.utime(old, (time.time() - 120,) * 2)
     frames = [Image.new("RGB", (8, 8), (80 * i, 0, 0)) for i in range(3)]
     gif = Path(outputs.gif(frames, "blend.gif", 100, bounce=True))
@@ -119,6 +119,9 @@ def test_result_files_are_temporary():
     del outputs
     gc.collect()
     assert not folder.exists()
+    closed = web.ResultFiles()
+    closed.close()  # what the app's stop calls
+    assert not closed.folder.exists()
 
 
 @pytest.mark.parametrize("limit", [1, 2])
@@ -168,7 +171,7 @@ def test_model_calls_wait_in_the_queue(tiny_pipeline, limit):
     finally:
         demo.close()
     assert slow.peak == limit
-    assert [len(r) for r in results] == [1, 1, 1]  # one portrait each
+    assert [(error, len(gallery)) for error, gallery in results] == [("", 1)] * 3  # one portrait each
     assert "drawing random portraits" in progress
     if limit == 1:
         assert any(r is not None and r >= 1 for r in ranks), ranks  # a job behind another: its place shown
