@@ -45,9 +45,11 @@ def cmd_video(args) -> int:
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         result = video.stylize_video(
-            pipe, src, dst, exemplar, overwrite=args.overwrite, codec=args.codec, crf=args.crf, preset=args.preset,
+            pipe, src, dst, exemplar, overwrite=args.overwrite, codec=args.codec or video.DEFAULT_CODEC,
+            crf=video.DEFAULT_CRF if args.crf is None else args.crf, preset=args.preset or video.DEFAULT_PRESET,
             progress=progress, preserve_color=args.preserve_color, truncation=args.truncation, wplus=args.wplus,
-            faces=args.faces, portrait_size=size, code_smoothing=args.code_smoothing, batch_size=args.batch_size,
+            faces=args.faces, portrait_size=size, code_smoothing=args.code_smoothing,
+            batch_size=args.batch_size or video.DEFAULT_BATCH,
             detect_every=args.detect_every, smoothing=None if args.no_smoothing else video.DEFAULT_SMOOTHING,
             **opts)
     finally:
@@ -69,11 +71,16 @@ def _interrupt(signum, frame):
 
 def add_parser(sub) -> argparse.ArgumentParser:
     """Add the ``video`` verb to ``cli.build_parser``'s subparsers."""
+    from . import cli
     from .cli import _common, _weight_args
-    from .video import DEFAULT_BATCH, DEFAULT_CODEC, DEFAULT_CRF, DEFAULT_PRESET
+
+    # The defaults live in dualstylegan.video (numpy and PyAV behind it): None here means "video's default", so
+    # that parsing imports nothing heavy; the help repeats them in words.
 
     p = sub.add_parser("video", help="stylise every face of a video clip, keeping its size, timing and sound "
                                      "(needs the video extra: pip install 'dualstylegan[video]')")
+    if hasattr(cli, "_style_arg"):  # --style has its own helper in cli.py (being split out of _common)
+        cli._style_arg(p)
     p.add_argument("input", help="the video clip (anything FFmpeg reads: .mp4, .mov, .mkv, …)")
     p.add_argument("--style-id", type=int, help="exemplar id in the style's code bank (default: 0)")
     p.add_argument("--exemplar", help="any exemplar image instead of a style id (its face is aligned)")
@@ -85,13 +92,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--no-smoothing", action="store_true", help="align on the raw landmarks of each frame")
     p.add_argument("--code-smoothing", type=float, default=0.0, metavar="A",
                    help="average each face's code over time: weight A in [0, 1) of the previous frames (default: 0)")
-    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help=f"faces per network call "
-                   f"(default: {DEFAULT_BATCH})")
+    p.add_argument("--batch-size", type=int, help="faces per network call (default: 8)")
     p.add_argument("--detect-every", type=int, default=10, help="frames between searches for new faces (default: 10)")
-    p.add_argument("--codec", default=DEFAULT_CODEC, help=f"video codec of the output (default: {DEFAULT_CODEC})")
-    p.add_argument("--crf", type=int, default=DEFAULT_CRF,
-                   help=f"constant rate factor: lower is better and larger, 0 lossless (default: {DEFAULT_CRF})")
-    p.add_argument("--preset", default=DEFAULT_PRESET, help=f"x264/x265 speed preset (default: {DEFAULT_PRESET})")
+    p.add_argument("--codec", help="video codec of the output (default: libx264)")
+    p.add_argument("--crf", type=int,
+                   help="constant rate factor: lower is better and larger, 0 lossless (default: 18)")
+    p.add_argument("--preset", help="x264/x265 speed preset (default: medium)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _weight_args(p, TRANSFER_TRUNCATION)
     _common(p)
