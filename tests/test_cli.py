@@ -132,7 +132,7 @@ def copy_pack(tiny_pack: Path, root: Path) -> Path:
 def test_transfer_writes_the_library_image(capsys, tiny_pack, pipe, photo, tmp_path, options, kwargs):
     rc, out, err = transfer(capsys, tiny_pack, photo, "--style-id", "1", *options, out=tmp_path / "out")
     assert rc == 0 and err == ""
-    assert out.strip() == f"1 portrait(s) written to {tmp_path / 'out'}"
+    assert out.strip() == f"1 file(s) written to {tmp_path / 'out'} (1 portrait)"
     assert files_in(tmp_path / "out") == [f"face_{STYLE}_001.png"]
     written = pixels(Image.open(tmp_path / "out" / f"face_{STYLE}_001.png"))
     assert written.shape == (64, 64, 3)
@@ -148,7 +148,8 @@ def test_style_id_and_exemplar_image(capsys, tiny_pack, pipe, photo, tmp_path):
                                   library(pipe, photo, 2))
     exemplar = smooth_photo(tmp_path / "painting.png", seed=9)
     rc, _, err = transfer(capsys, tiny_pack, photo, "--exemplar", exemplar, out=tmp_path / "b")
-    assert rc == 0 and err == ""
+    # an exemplar without a face is centre-cropped, and the CLI says so in one line
+    assert rc == 0 and err.startswith(f"note: {exemplar}: no face was found") and err.count("\n") == 1
     expect = library(pipe, photo, face(exemplar))
     np.testing.assert_array_equal(pixels(Image.open(tmp_path / "b" / f"face_{STYLE}_painting.png")), expect)
 
@@ -182,9 +183,9 @@ def _bomb(d: Path) -> Path:
 
 
 @pytest.mark.parametrize("make, words", [
-    (_missing, "does not exist"), (_empty, "empty"), (_text, "not an image"), (_truncated, "truncated"),
+    (_empty, "empty"), (_text, "not an image"), (_truncated, "truncated"),
     (_bomb, "too large"),
-], ids=["missing", "0-byte", "text-renamed-jpg", "truncated-jpeg", "decompression-bomb"])
+], ids=["0-byte", "text-renamed-jpg", "truncated-jpeg", "decompression-bomb"])
 def test_bad_file_is_one_sentence(capsys, tiny_pack, tmp_path, make, words):
     bad = make(tmp_path)
     rc, out, err = transfer(capsys, tiny_pack, bad, out=tmp_path / "out")
@@ -192,7 +193,7 @@ def test_bad_file_is_one_sentence(capsys, tiny_pack, tmp_path, make, words):
     line = one_line(err)
     assert line.startswith(f"skipped {bad}: ") and words in line
     assert line.count(". ") == 0  # one sentence
-    assert "0 portrait(s) written" in out and "1 of 1 photo(s) failed" in out
+    assert "0 file(s) written" in out and "1 of 1 photo(s) failed" in out
     assert files_in(tmp_path / "out") == []
 
 
@@ -252,7 +253,7 @@ def _animated(d: Path):
 def test_readable_odd_files_are_stylised(capsys, tiny_pack, pipe, tmp_path, make):
     path, seen = make(tmp_path)
     rc, out, err = transfer(capsys, tiny_pack, path, out=tmp_path / "out")
-    assert rc == 0 and err == "" and "1 portrait(s) written" in out
+    assert rc == 0 and err == "" and "1 file(s) written" in out
     written = pixels(Image.open(tmp_path / "out" / f"{path.stem}_{STYLE}_000.png"))
     np.testing.assert_array_equal(written, library(pipe, seen, 0))
 
@@ -281,8 +282,8 @@ def test_no_face_is_one_sentence(capsys, tiny_pack, tmp_path):
     assert line.startswith(f"skipped {flat}: ") and f"no face was found in {flat}" in line and "--no-align" in line
     assert files_in(tmp_path / "out") == []
     rc, out, err = transfer(capsys, tiny_pack, flat, "--exemplar", flat, out=tmp_path / "out", align=True)
-    assert rc == 1 and out == ""
-    assert one_line(err).startswith(f"error: no face was found in {flat};")  # which file: the exemplar
+    assert rc == 1 and "1 of 1 photo(s) failed" in out  # the photo needs a face; the exemplar does not
+    assert err.splitlines()[0] == f"note: {flat}: no face was found in it; using its centred square as it is."
     assert not (tmp_path / "out").exists()
 
 
@@ -296,7 +297,7 @@ def test_no_face_is_one_sentence(capsys, tiny_pack, tmp_path):
     (["--color", "-0.1"], "between 0 and 1"),
     (["--weights", *["0.5"] * 18, "--structure", "0.5"], "either"),
     (["--dtype", "float16"], "float16"),
-    (["--exemplar", "nowhere.png"], "does not exist"),
+    (["--exemplar", "nowhere.png"], "no such file"),
     (["--exemplar", "nowhere.png", "--style-id", "1"], "either --style-id or --exemplar"),
     (["--truncation", "nan"], "truncation must be a finite number"),
 ], ids=["style-id", "negative-style-id", "weights-length", "weight-value", "structure-value", "color-value",
@@ -393,7 +394,7 @@ def test_folder_with_a_bad_file(capsys, tiny_pack, pipe, tmp_path):
     skipped = [line for line in err.splitlines() if line.startswith("skipped")]
     assert len(skipped) == 1 and skipped[0].startswith(f"skipped {photos / 'c.jpg'}: ")
     assert "stylising" in err and "3/3" in err  # the progress bar
-    assert out.strip() == f"2 portrait(s) written to {tmp_path / 'out'}; 1 of 3 photo(s) failed"
+    assert out.strip() == f"2 file(s) written to {tmp_path / 'out'} (2 portraits); 1 of 3 photo(s) failed"
 
 
 def test_quiet_hides_the_progress_bar(capsys, tiny_pack, tmp_path):
@@ -402,7 +403,7 @@ def test_quiet_hides_the_progress_bar(capsys, tiny_pack, tmp_path):
     smooth_photo(photos / "a.png", seed=1)
     smooth_photo(photos / "b.png", seed=2)
     rc, out, err = transfer(capsys, tiny_pack, photos, "--quiet", out=tmp_path / "out")
-    assert rc == 0 and err == "" and out.startswith("2 portrait(s)")
+    assert rc == 0 and err == "" and out.startswith("2 file(s)")
 
 
 def test_same_stem_photos_do_not_collide(capsys, tiny_pack, pipe, tmp_path):
@@ -419,7 +420,7 @@ def test_same_stem_photos_do_not_collide(capsys, tiny_pack, pipe, tmp_path):
 
 def test_a_photo_given_twice_is_stylised_once(capsys, tiny_pack, photo, tmp_path):
     rc, out, err = transfer(capsys, tiny_pack, photo, photo, out=tmp_path / "out")
-    assert rc == 0 and err == "" and out.startswith("1 portrait(s)")
+    assert rc == 0 and err == "" and out.startswith("1 file(s)")
     assert files_in(tmp_path / "out") == [f"face_{STYLE}_000.png"]
 
 
@@ -433,7 +434,7 @@ def test_outputs_are_never_overwritten_without_overwrite(capsys, tiny_pack, pipe
     line = one_line(err)
     assert line.startswith(f"skipped {photo}: ") and "already exists" in line and "--overwrite" in line
     assert target.read_bytes() == first
-    assert "0 portrait(s) written" in stdout
+    assert "0 file(s) written" in stdout
     rc, _, err = transfer(capsys, tiny_pack, photo, "--seed", "7", "--overwrite", out=out)
     assert rc == 0 and err == ""
     assert target.read_bytes() != first
@@ -522,7 +523,7 @@ def test_generate(capsys, tiny_pack, pipe, tmp_path):
     for run_dir in ("a", "b"):
         rc, out, err = run(capsys, "generate", "-n", "2", "--seed", "3", "--style", tiny_pack, "--device", "cpu",
                            "-o", tmp_path / run_dir)
-        assert rc == 0 and err == "" and out.startswith("2 portrait(s)")
+        assert rc == 0 and err == "" and out.startswith("2 file(s)")
         assert files_in(tmp_path / run_dir) == names
     for name in names:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
@@ -552,8 +553,8 @@ def test_generate_needs_a_sampler(capsys, tiny_pack, tmp_path):
 def test_blend(capsys, tiny_pack, pipe, photo, tmp_path):
     rc, out, err = run(capsys, "blend", photo, "--no-align", "--style-id", "0", "--style-id-b", "2", "--steps", "3",
                        "--style", tiny_pack, "--device", "cpu", "-o", tmp_path / "out")
-    assert rc == 0 and err == "" and "3 frame(s)" in out
-    stem = f"face_{STYLE}_blend"
+    assert rc == 0 and err == "" and out.startswith("4 file(s) written") and "3 frames" in out
+    stem = f"face_{STYLE}_000-002_blend"  # named by the exemplars: a blend of others does not collide
     assert files_in(tmp_path / "out") == [f"{stem}.gif"] + [f"{stem}_{i:03d}.png" for i in range(3)]
     expect = pipe.blend(face(photo), 0, 2, steps=3)
     for i, frame in enumerate(expect):
@@ -579,12 +580,15 @@ def test_styles_lists_known_and_local_packs(capsys, tiny_pack, tmp_path, monkeyp
     models = tmp_path / "home" / "models"
     models.mkdir(parents=True)
     os.symlink(tiny_pack, models / STYLE)
+    os.symlink(tiny_pack.parent / "encoder.pt", models / "encoder.pt")  # the shared encoder: the pack is ready
     rc, out, err = run(capsys, "styles")
     assert rc == 0 and err == ""
-    rows = {line.split()[0]: line.split(None, 2)[1:] for line in out.splitlines()}
+    header, *lines = out.splitlines()
+    assert header.split() == ["STYLE", "WHERE", "READY", "FILES", "HERE"]
+    rows = {line.split()[0]: line.split(None, 3)[1:] for line in lines}
     assert list(rows) == [*style_names(), STYLE]
-    assert rows["cartoon"] == ["hub", "nothing downloaded"] and rows["fantasy"] == ["drive", "nothing downloaded"]
-    assert rows[STYLE][0] == "local" and "generator.pt" in rows[STYLE][1] and "sampler.pt" in rows[STYLE][1]
+    assert rows["cartoon"] == ["hub", "-", "encoder.pt"] and rows["fantasy"] == ["drive", "-", "encoder.pt"]
+    assert rows[STYLE][:2] == ["local", "ready"] and "generator.pt" in rows[STYLE][2] and "sampler.pt" in rows[STYLE][2]
     assert probes  # the Hub cache was looked at (no download: the autouse fixture checks)
 
 
@@ -606,10 +610,36 @@ def test_download_without_network_fails_fast(capsys, monkeypatch):
         raise LocalEntryNotFoundError(f"cannot reach the Hub for {filename} and it is not cached")
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", unreachable)
+    from dualstylegan import hub
+
+    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=hub.REACH_TIMEOUT: True)  # it answers, then fails
     rc, out, err = run(capsys, "download", "cartoon")
-    line = one_line(err)
+    announced, line = err.splitlines()
+    assert announced == "downloading models/cartoon/generator.pt from CVPR/DualStyleGAN"  # what it is waiting for
     assert rc == 1 and out == "" and line.startswith("error: ") and "could not be reached" in line
+    assert "--offline" in line and "HF_HUB_OFFLINE" in line
     assert [f for f, local in attempts if not local] == ["models/cartoon/generator.pt"]  # one try, then cache only
+
+
+def test_unreachable_hub_answers_in_seconds(capsys, monkeypatch):
+    """No reachability: no download is tried at all (huggingface_hub would retry for ~30 s), one sentence."""
+    import time
+
+    from dualstylegan import hub
+
+    attempts = []
+
+    def cache_only(repo_id, filename, *, local_files_only=False, **kw):
+        attempts.append(local_files_only)
+        raise huggingface_hub.utils.LocalEntryNotFoundError(f"{filename} is not cached")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", cache_only)
+    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=hub.REACH_TIMEOUT: False)
+    start = time.monotonic()
+    rc, out, err = run(capsys, "download", "cartoon")
+    assert rc == 1 and all(attempts) and time.monotonic() - start < 10
+    line = one_line(err)
+    assert "could not be reached" in line and "--offline" in line
 
 
 def test_help_does_not_load_torch():

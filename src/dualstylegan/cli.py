@@ -33,6 +33,7 @@ def say(e: BaseException) -> str:
 # ----------------------------------------------------------------------------------------- helpers
 def _load_pipeline(args, *, sampler: bool = False):
     """The verb's pipeline and its weight options, both checked (a bad weight vector is one error, not one per photo)."""
+    from . import hub
     from .devices import resolve_device, resolve_dtype
     from .pipeline import StyleTransferPipeline, check_truncation
 
@@ -40,6 +41,7 @@ def _load_pipeline(args, *, sampler: bool = False):
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
     kw = {"local_files_only": True} if args.offline else {}
+    hub.announce = lambda line: print(line, file=sys.stderr, flush=True)  # before huggingface_hub's own bar
     pipe = StyleTransferPipeline.from_pretrained(args.style, device=device, dtype=dtype,
                                                  wplus=getattr(args, "wplus", False), sampler=sampler, **kw)
     pipe.weights_for(**opts)
@@ -47,96 +49,151 @@ def _load_pipeline(args, *, sampler: bool = False):
     return pipe, opts
 
 
-def _face_tensor(path: str, align: bool):
-    from .faces import prepare_face
-    from .images import to_tensor
+def _check_seed(seed):
+    if seed is not None:
+        from .pipeline import check_seed
 
-    return to_tensor(prepare_face(Path(path), align)[0].image)
+        check_seed(seed)
+
+
+def _summary(counts: dict[str, int], where) -> str:
+    """'5 file(s) written to out (2 portraits, 2 overviews, 1 pasted photo)'."""
+    total = sum(counts.values())
+    parts = [f"{n} {word if n == 1 else word + 's'}" for word, n in counts.items() if n]
+    return f"{total} file(s) written to {where}" + (f" ({', '.join(parts)})" if parts else "")
 
 
 # ----------------------------------------------------------------------------------------- verbs
 def cmd_transfer(args) -> int:
     from tqdm import tqdm
 
-    from .batch import check_output_folder, collect_inputs, stylize_files
+    from .batch import check_inputs, collect_inputs, split_output, stylize_files
 
-    files = collect_inputs(args.photos)
     if args.exemplar and args.style_id is not None:
         raise UsageError("give either --style-id or --exemplar, not both")
-    out = check_output_folder(args.output)
+    files = check_inputs(collect_inputs(args.photos))  # every input before any model loads
+    if args.exemplar:
+        check_inputs([Path(args.exemplar)])
+    _check_seed(args.seed)
+    several = len(files) > 1 or args.overview or args.paste_back or args.all_faces
+    out, name = split_output(args.output, several)
     pipe, opts = _load_pipeline(args)
     exemplar = Path(args.exemplar) if args.exemplar else (args.style_id or 0)
     results = stylize_files(pipe, files, out, exemplar=exemplar, align=not args.no_align, all_faces=args.all_faces,
                             paste_back=args.paste_back, overview=args.overview, overwrite=args.overwrite,
                             preserve_color=args.preserve_color, truncation=args.truncation, wplus=args.wplus,
-                            seed=args.seed, **opts)
-    failures = written = 0
+                            seed=args.seed, portrait_name=name, detector=args.detector,
+                            face_threshold=args.face_threshold, **opts)
+    for notice in results.notices:
+        print(f"note: {notice}", file=sys.stderr)
+    failures = 0
+    counts = {"portrait": 0, "overview": 0, "pasted photo": 0}
     for r in tqdm(results, total=len(files), desc="stylising", unit="photo", disable=args.quiet or len(files) < 2):
-        written += len(r.portraits)
+        counts["portrait"] += len(r.portraits)
+        counts["pasted photo"] += sum(p.stem.endswith("_pasted") for p in r.extras)
+        counts["overview"] += sum(p.stem.endswith("_overview") for p in r.extras)
         if r.exception is not None:
             if args.debug:
                 raise r.exception
             failures += 1
             tqdm.write(f"skipped {r.input}: {say(r.exception)}", file=sys.stderr)  # not through the bar
-    print(f"{written} portrait(s) written to {out}" + (f"; {failures} of {len(files)} photo(s) failed"
-                                                        if failures else ""))
+    where = out / name if name and counts["portrait"] == 1 else out
+    print(_summary(counts, where) + (f"; {failures} of {len(files)} photo(s) failed" if failures else ""))
     return EXIT_ERROR if failures else 0
 
 
 def cmd_generate(args) -> int:
-    from .batch import check_free, check_output_folder, generate_names
+    from .batch import check_free, generate_names, split_output
+    from .defaults import GENERATE_BATCH
     from .images import save_image
 
-    out = check_output_folder(args.output)
+    _check_seed(args.seed)
+    if args.n < 1:
+        raise UsageError(f"-n must be at least 1, got {args.n}")
+    out, name = split_output(args.output, several=args.n > 1)
     pipe, opts = _load_pipeline(args, sampler=True)
-    targets = [out / name for name in generate_names(pipe.style, args.seed, args.n)]
+    targets = [out / n for n in ([name] if name else generate_names(pipe.style, args.seed, args.n))]
     check_free(targets, args.overwrite)
-    images = pipe.generate(args.n, seed=args.seed, fix_content=args.fix_content, fix_color=args.fix_color,
-                           fix_structure=args.fix_structure, truncation=args.truncation, **opts)
-    for img, target in zip(images, targets):
-        save_image(img, target, overwrite=args.overwrite)
-    print(f"{len(images)} portrait(s) written to {out}")
+    batches = pipe.iter_generate(args.n, seed=args.seed, batch_size=GENERATE_BATCH, fix_content=args.fix_content,
+                                 fix_color=args.fix_color, fix_structure=args.fix_structure,
+                                 truncation=args.truncation, **opts)
+    written = 0
+    for batch in batches:  # one batch in memory at a time, each image written as it comes
+        for img in batch:
+            save_image(img, targets[written], overwrite=args.overwrite)
+            written += 1
+    print(_summary({"portrait": written}, targets[0] if name else out))
     return 0
 
 
-def cmd_blend(args) -> int:
-    from .batch import blend_names, check_free, check_output_folder
-    from .images import save_animation, save_image
+#: The side of a blend's animation frames (the PNG frames keep the generator's size): the GIF is a preview, and
+#: its frames are the only thing a blend keeps until the end.
+BLEND_GIF_SIDE = 256
 
+
+def cmd_blend(args) -> int:
+    from .batch import blend_names, check_free, check_inputs, check_output_folder, exemplar_tag
+    from .images import save_animation, save_image, to_image
+
+    check_inputs([Path(p) for p in (args.photo, args.photo_b) if p])
+    if args.steps < 2:
+        raise UsageError(f"a blend needs at least 2 steps, got {args.steps}")
     out = check_output_folder(args.output)
     pipe, opts = _load_pipeline(args)
-    frame_names, gif_name = blend_names(Path(args.photo).stem, pipe.style, args.steps)
-    targets = [out / name for name in frame_names]
+    tags = [exemplar_tag(i, pipe.codes) for i in (args.style_id, args.style_id_b) if i is not None]
+    frame_names, gif_name = blend_names(Path(args.photo).stem, pipe.style, args.steps, *tags)
+    targets = [out / n for n in frame_names]
     check_free([*targets, out / gif_name], args.overwrite)
-    content = _face_tensor(args.photo, not args.no_align)
-    content_b = _face_tensor(args.photo_b, not args.no_align) if args.photo_b else None
-    frames = pipe.blend(content, args.style_id, args.style_id_b, content_b=content_b, steps=args.steps,
-                        wplus=args.wplus, truncation=args.truncation, **opts)
-    for f, target in zip(frames, targets):
+    frames = pipe.iter_blend(Path(args.photo), args.style_id, args.style_id_b,
+                             content_b=Path(args.photo_b) if args.photo_b else None, steps=args.steps,
+                             wplus=args.wplus, truncation=args.truncation, align=not args.no_align, **opts)
+    previews = []
+    for f, target in zip(frames, targets):  # one frame tensor at a time
         save_image(f, target, overwrite=args.overwrite)
-    save_animation(frames, out / gif_name, overwrite=args.overwrite)
-    print(f"{len(frames)} frame(s) and {gif_name} written to {out}")
+        image = to_image(f)
+        if max(image.size) > BLEND_GIF_SIDE:
+            image = image.resize((BLEND_GIF_SIDE, BLEND_GIF_SIDE), resample=1)  # LANCZOS
+        previews.append(image)
+    save_animation(previews, out / gif_name, overwrite=args.overwrite)
+    print(f"{len(targets) + 1} file(s) written to {out} ({len(targets)} frames and {gif_name})")
     return 0
 
 
 def cmd_styles(args) -> int:
     from .hub import list_styles
 
+    rows = [("STYLE", "WHERE", "READY", "FILES HERE")]
     for s in list_styles():
         present = ", ".join(s.get("present", [])) or "nothing downloaded"
-        print(f"{s['name']:<14} {s['published']:<6} {present}")
+        rows.append((s["name"], s["published"], "ready" if s.get("ready") else "-", present))
+    for row in rows:
+        print(f"{row[0]:<14} {row[1]:<6} {row[2]:<6} {row[3]}")
     return 0
 
 
 def cmd_download(args) -> int:
-    from .hub import download_style
+    from . import hub
 
-    files = download_style(args.style_name, need_sampler=args.sampler, need_wplus=args.wplus)
+    hub.announce = lambda line: print(line, file=sys.stderr, flush=True)
+    files = hub.download_style(args.style_name, need_sampler=args.sampler, need_wplus=args.wplus)
     print(f"{files.name}: {files.folder}")
     return 0
 
 
+def check_port(host: str, port: int) -> None:
+    """Refuse a port that is taken, before anything loads or "serving on …" is printed."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, port))
+    except OSError as e:
+        raise UsageError(f"cannot listen on {host}:{port} ({e.strerror or e}): another program may be using it; "
+                         "choose another with --port") from None
+
+
 def cmd_web(args) -> int:
+    check_port(args.host, args.port)
     from . import web
     from .devices import resolve_device
 
@@ -151,66 +208,161 @@ def cmd_web(args) -> int:
 
 
 # ----------------------------------------------------------------------------------------- parser
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--style", default="cartoon", help="style name, local style folder or hub id (default: cartoon)")
-    p.add_argument("--offline", action="store_true", help="use only files already downloaded")
-    p.add_argument("-o", "--output", default="output", help="output folder (default: output)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+TRANSFER_EXAMPLES = """examples:
+  dualstylegan transfer me.jpg                           cartoon, exemplar 0 -> output/me_cartoon_<exemplar>.png
+  dualstylegan transfer me.jpg --style anime --style-id 12 -o me_anime.png
+  dualstylegan transfer photos/ --style caricature --structure 0.6 --color 0.8 --overview
+  dualstylegan transfer group.jpg --all-faces --paste-back
+  dualstylegan transfer me.jpg --exemplar painting.png   any image: aligned if it has a face, else centre-cropped
+  dualstylegan transfer crop.png --no-align --offline     an aligned face crop, only files already downloaded
+"""
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to 2**64 - 1, got {text!r}") from None
+    if not 0 <= value <= 2**64 - 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to 2**64 - 1, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535, got {text!r}")
+    return value
+
+
+def _presets() -> str:
+    """The registry's transfer presets, for --help: 'cartoon 0.75/1, caricature 1/1, anime 0 (layers 1-4) …'."""
+    from .styles import list_styles
+
+    def fmt(v) -> str:
+        return f"{v:g}" if isinstance(v, (int, float)) else "/".join(dict.fromkeys(f"{x:g}" for x in v)) + " by layer"
+
+    return ", ".join(f"{s.name} {fmt(s.structure)}/{fmt(s.color)}" for s in list_styles()[:3]) + \
+        ", others 0.75/1"
+
+
+def _style_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--style", default="cartoon",
+                   help="style name (cartoon, caricature, anime, arcane, comic, pixar, slamdunk, …), a local style "
+                        "folder or a Hugging Face repo id (default: cartoon)")
+
+
+def _common(p: argparse.ArgumentParser, output_help: str = "output folder, or a file name such as portrait.png "
+            "when one image is written (default: output)") -> None:
+    p.add_argument("--offline", action="store_true",
+                   help="use only files already downloaded, never the network (as HF_HUB_OFFLINE=1)")
+    p.add_argument("-o", "--output", default="output", help=output_help)
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files (default: refuse)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
-                   help="where to run (default: a GPU when there is one)")
+                   help="where to run (default: auto, a GPU when there is one)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
                    help="float16/bfloat16 are for GPUs (default: float32)")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--debug", action="store_true", help="show tracebacks (default: one sentence per error)")
 
 
 def _weight_args(p: argparse.ArgumentParser, truncation: float, *, encodes: bool = True) -> None:
     p.add_argument("--weights", type=float, nargs="+", metavar="W",
-                   help="the 18 per-layer weights in [0, 1] (0: the photo's own, 1: the exemplar's)")
-    p.add_argument("--structure", type=float, help="weight of layers 1-7 (structure); style preset by default")
-    p.add_argument("--color", type=float, help="weight of layers 8-18 (color); style preset by default")
+                   help="the 18 per-layer weights in [0, 1], 0: the photo's own, 1: the exemplar's "
+                        "(default: the style's preset)")
+    p.add_argument("--structure", type=float,
+                   help=f"weight of layers 1-7 (structure) in [0, 1] (default: the style's preset: {_presets()})")
+    p.add_argument("--color", type=float, help="weight of layers 8-18 (color) in [0, 1] (default: the style's "
+                                               "preset, 1)")
     p.add_argument("--truncation", type=float, default=truncation,
                    help=f"scale the intrinsic (face) code toward 0 by this factor; 1: none (default: {truncation})")
     if encodes:
-        p.add_argument("--wplus", action="store_true", help="encode in W+ with encoder_wplus.pt")
+        p.add_argument("--wplus", action="store_true",
+                       help="encode in W+ with encoder_wplus.pt (default: Z+ with encoder.pt)")
+
+
+def _face_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-align", action="store_true",
+                   help="photos are already face crops: their centred square is used as it is (default: find and "
+                        "align the face); an --exemplar is aligned when it has a face either way")
+    p.add_argument("--detector", default="hog", choices=["hog", "cnn"],
+                   help="face detector: dlib's HOG, or its CNN (more robust, 15-30x slower on a CPU) "
+                        "(default: hog)")
+    p.add_argument("--face-threshold", type=float, metavar="SCORE",
+                   help="detector score a face needs; lower finds more, and more that are not faces "
+                        "(default: 0.4 for hog, 0.5 for cnn)")
 
 
 def _inference_parsers(sub) -> None:
-    p = sub.add_parser("transfer", help="stylise face photos with an exemplar")
-    p.add_argument("photos", nargs="+", help="photos or folders")
+    p = sub.add_parser("transfer", help="stylise face photos with an exemplar",
+                       description="Stylise face photos with an exemplar of a style (paper §3.2).",
+                       epilog=TRANSFER_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _style_arg(p)
+    p.add_argument("photos", nargs="+", help="photos or folders of photos")
     p.add_argument("--style-id", type=int, help="exemplar id in the style's code bank (default: 0)")
-    p.add_argument("--exemplar", help="any exemplar image instead of a style id (aligned like the photos)")
-    p.add_argument("--preserve-color", action="store_true", help="keep the photo's colors")
-    p.add_argument("--no-align", action="store_true",
-                   help="photos are already face crops: their centred square is used as it is")
-    p.add_argument("--all-faces", action="store_true", help="stylise every face, not only the largest")
-    p.add_argument("--paste-back", action="store_true", help="also paste the result into the original photo")
-    p.add_argument("--overview", action="store_true", help="also save content | reconstruction | exemplar | result")
-    p.add_argument("--seed", type=int, help="fresh noise from this seed (default: the stored noise)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--exemplar", help="any exemplar image instead of a style id (default: none)")
+    p.add_argument("--preserve-color", action="store_true", help="keep the photo's colors (default: the exemplar's)")
+    _face_args(p)
+    p.add_argument("--all-faces", action="store_true",
+                   help="stylise every face (default: only the most confident one)")
+    p.add_argument("--paste-back", action="store_true",
+                   help="also paste the result into the original photo (default: off)")
+    p.add_argument("--overview", action="store_true",
+                   help="also save content | reconstruction | exemplar as used | result (default: off)")
+    p.add_argument("--seed", type=_seed, help="fresh noise from this seed, 0 to 2**64-1 (default: the stored noise)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (default: a bar for several photos)")
     _weight_args(p, TRANSFER_TRUNCATION)
     _common(p)
     p.set_defaults(func=cmd_transfer)
 
-    p = sub.add_parser("generate", help="random portraits in random styles (needs sampler.pt)")
-    p.add_argument("-n", type=int, default=GENERATE_COUNT, help=f"how many portraits (default: {GENERATE_COUNT})")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--fix-content", action="store_true", help="one face for every portrait")
-    p.add_argument("--fix-color", action="store_true", help="one color style for every portrait")
-    p.add_argument("--fix-structure", action="store_true", help="one structure style for every portrait")
+    p = sub.add_parser("generate", help="random portraits in random styles (needs sampler.pt)",
+                       description="Random portraits in random styles of a pack (paper §3.4), written as they come.")
+    _style_arg(p)
+    p.add_argument("-n", type=int, default=GENERATE_COUNT,
+                   help=f"how many portraits (default: {GENERATE_COUNT})")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed, 0 to 2**64-1 (default: 0)")
+    p.add_argument("--fix-content", action="store_true", help="one face for every portrait (default: off)")
+    p.add_argument("--fix-color", action="store_true", help="one color style for every portrait (default: off)")
+    p.add_argument("--fix-structure", action="store_true",
+                   help="one structure style for every portrait (default: off)")
     _weight_args(p, GENERATE_TRUNCATION, encodes=False)
     _common(p)
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("blend", help="interpolate between two exemplars (and/or two photos): frames and a GIF")
+    p = sub.add_parser("blend", help="interpolate between two exemplars (and/or two photos): frames and a GIF",
+                       description="Interpolate between two exemplars and/or two photos (paper Fig. 13).")
+    _style_arg(p)
     p.add_argument("photo", help="the content photo")
-    p.add_argument("--photo-b", help="second content photo to interpolate toward")
+    p.add_argument("--photo-b", help="second content photo to interpolate toward (default: none)")
     p.add_argument("--style-id", type=int, default=0, help="first exemplar id (default: 0)")
     p.add_argument("--style-id-b", type=int, help="second exemplar id (default: the first)")
     p.add_argument("--steps", type=int, default=BLEND_STEPS, help=f"number of frames (default: {BLEND_STEPS})")
     p.add_argument("--no-align", action="store_true",
-                   help="photos are already face crops: their centred square is used as it is")
+                   help="photos are already face crops: their centred square is used as it is (default: align)")
     _weight_args(p, TRANSFER_TRUNCATION)
-    _common(p)
+    _common(p, "output folder (default: output)")
     p.set_defaults(func=cmd_blend)
 
 
@@ -219,31 +371,42 @@ def _service_parsers(sub) -> None:
     p.set_defaults(func=cmd_styles, debug=False)
 
     p = sub.add_parser("download", help="download a style pack from the Hugging Face Hub")
-    p.add_argument("style_name")
-    p.add_argument("--sampler", action="store_true", help="require sampler.pt (Google Drive only: local)")
-    p.add_argument("--wplus", action="store_true", help="require encoder_wplus.pt (Google Drive only: local)")
-    p.add_argument("--debug", action="store_true")
+    p.add_argument("style_name", help="style name (e.g. cartoon) or Hugging Face repo id")
+    p.add_argument("--sampler", action="store_true",
+                   help="require sampler.pt (Google Drive only: put it in the style's folder) (default: off)")
+    p.add_argument("--wplus", action="store_true",
+                   help="require encoder_wplus.pt (Google Drive only: put it in the models folder) (default: off)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks (default: one sentence per error)")
     p.set_defaults(func=cmd_download)
 
     p = sub.add_parser("web", help="the web app (needs the web extra: pip install 'dualstylegan[web]')")
     p.add_argument("--style", action="extend", nargs="+", metavar="NAME_OR_PATH",
                    help="style packs to serve (default: every pack ready on this machine, else cartoon)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
-    p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--max-concurrency", type=int, default=1, help="model calls run at once; the rest queue")
-    p.add_argument("--max-upload-mb", type=float, default=10, help="largest accepted upload")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    p.add_argument("--no-align", action="store_true", help="photos are already face crops (the page's default)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=_port, default=7860, help="port to listen on (default: 7860)")
+    p.add_argument("--max-concurrency", type=_positive_int, default=1,
+                   help="model calls run at once; the rest queue (default: 1)")
+    p.add_argument("--max-upload-mb", type=_positive_float, default=10,
+                   help="largest accepted upload in megabytes (default: 10)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
+                   help="where to run (default: auto, a GPU when there is one)")
+    p.add_argument("--no-align", action="store_true",
+                   help="photos are already face crops (default: the page's 'Align the face' box is ticked)")
     p.add_argument("--exemplar-images", action="extend", nargs="+", metavar="DIR",
-                   help="the style dataset's images (e.g. data/cartoon/images/train): the gallery shows them")
-    p.add_argument("--offline", action="store_true", help="use only files already downloaded")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+                   help="the style dataset's images (e.g. data/cartoon/images/train): the gallery shows them "
+                        "(default: renders of the codes)")
+    p.add_argument("--offline", action="store_true",
+                   help="use only files already downloaded, never the network (as HF_HUB_OFFLINE=1)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks (default: one sentence per error)")
     p.set_defaults(func=cmd_web)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="dualstylegan", description="Exemplar-based portrait style transfer "
                                      "(DualStyleGAN, CVPR 2022) on the official checkpoints.")
+    parser.add_argument("--version", action="version", version=f"dualstylegan {__version__}")
     sub = parser.add_subparsers(dest="verb", required=True)
     _inference_parsers(sub)
     _service_parsers(sub)
