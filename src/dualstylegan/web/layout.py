@@ -155,10 +155,10 @@ def _blend_tab(gr, app: StyleApp, ui: SimpleNamespace) -> None:
     with gr.Row():
         with gr.Column(scale=5, min_width=330):
             gr.Markdown("Blends the styles of two exemplars on the photo at the left (Fig. 13 of the paper).")
-            ui.gallery_a = gr.Gallery(label="From exemplar (click one)", columns=8, height=130, allow_preview=False,
+            ui.gallery_a = gr.Gallery(label="From exemplar (click one)", columns=6, height=150, allow_preview=False,
                                       format="png", elem_id="blend-a")
             ui.chosen_a = gr.Markdown(elem_id="chosen-a")
-            ui.gallery_b = gr.Gallery(label="To exemplar (click one)", columns=8, height=130, allow_preview=False,
+            ui.gallery_b = gr.Gallery(label="To exemplar (click one)", columns=6, height=150, allow_preview=False,
                                       format="png", elem_id="blend-b")
             ui.chosen_b = gr.Markdown(elem_id="chosen-b")
             with gr.Row():

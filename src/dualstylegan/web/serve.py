@@ -18,7 +18,8 @@ CSS = """
 .grid-container { grid-template-columns: repeat(var(--grid-cols), minmax(0, 1fr)) !important;
                   grid-template-rows: none !important; grid-auto-rows: auto !important; }
 #gallery .grid-container { grid-template-columns: repeat(4, minmax(0, 1fr)) !important; }
-#blend-a .grid-container, #blend-b .grid-container { grid-template-columns: repeat(8, minmax(0, 1fr)) !important; }
+#blend-a .grid-container, #blend-b .grid-container { grid-template-columns: repeat(6, minmax(0, 1fr)) !important; }
+.grid-container .thumbnail-item { height: auto !important; aspect-ratio: 1 / 1; }
 #title h2 { margin: 0; }
 #result-error p, #blend-error p, #random-error p { color: var(--error-text-color); font-weight: 600; }
 """
