@@ -668,3 +668,131 @@ def test_console_script(tiny_pack, photo, tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.strip() == "error: style id 9 is out of range: exstyle_code.npy has ids 0 to 2"
     assert proc.stdout == "" and not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------------------------ issue 15 / issue 10
+def test_version_and_help(capsys):
+    from dualstylegan import __version__
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"dualstylegan {__version__}"
+    with pytest.raises(SystemExit):
+        cli.main(["transfer", "--help"])
+    text = capsys.readouterr().out
+    options = text[text.index("options:"):]
+    assert options.index("--style ") < options.index("--style-id") < options.index("--weights")  # --style first
+    assert "examples:" in text and "dualstylegan transfer me.jpg --style anime" in text
+    assert "cartoon 0.75/1" in " ".join(text.split())  # the presets
+    for verb in ("transfer", "generate", "blend", "download", "web"):
+        parser = cli.build_parser()._subparsers._group_actions[0].choices[verb]
+        for action in parser._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, f"{verb} {action.option_strings} has no help"
+                assert "default" in action.help, f"{verb} {action.option_strings} does not say its default"
+
+
+def test_one_photo_to_a_named_file(capsys, tiny_pack, pipe, photo, tmp_path):
+    target = tmp_path / "portrait.png"
+    rc, out, err = transfer(capsys, tiny_pack, photo, "--style-id", "1", out=target)
+    assert rc == 0 and err == "" and target.is_file()  # the file, not a folder of that name
+    assert out.strip() == f"1 file(s) written to {target} (1 portrait)"
+    np.testing.assert_array_equal(pixels(Image.open(target)), library(pipe, photo, 1))
+    rc, out, _ = transfer(capsys, tiny_pack, photo, "--overview", out=tmp_path / "several.png")
+    assert rc == 0 and (tmp_path / "several.png").is_dir() and out.startswith("2 file(s)")  # several: a folder
+
+
+def test_summary_counts_every_file(capsys, tiny_pack, photo, tmp_path):
+    rc, out, _ = transfer(capsys, tiny_pack, photo, "--overview", "--paste-back", out=tmp_path / "out")
+    assert rc == 0 and len(files_in(tmp_path / "out")) == 3
+    assert out.strip() == f"3 file(s) written to {tmp_path / 'out'} (1 portrait, 1 overview, 1 pasted photo)"
+
+
+def test_missing_photo_is_reported_before_any_model_loads(capsys, photo, tmp_path, monkeypatch):
+    from dualstylegan.pipeline import StyleTransferPipeline
+
+    def no_loading(*a, **k):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(StyleTransferPipeline, "from_pretrained", no_loading)
+    rc, out, err = transfer(capsys, "cartoon", photo, tmp_path / "nobody.jpg", out=tmp_path / "out")
+    assert rc == 1 and out == "" and one_line(err) == f"error: no such file: {tmp_path / 'nobody.jpg'}"
+    rc, _, err = run(capsys, "blend", tmp_path / "nobody.jpg", "-o", tmp_path / "out")
+    assert rc == 1 and "no such file" in one_line(err)
+
+
+def test_path_like_style_says_no_such_folder(capsys, photo, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    rc, _, err = transfer(capsys, "models/tinyy", photo, out=tmp_path / "out")
+    assert rc == 1 and "no such folder" in one_line(err)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["transfer", "x.png", "--seed", str(2**64)], "--seed: must be a whole number from 0 to 2**64 - 1"),
+    (["generate", "--seed", "-1"], "--seed: must be a whole number"),
+    (["web", "--max-upload-mb", "-1"], "--max-upload-mb: must be a positive number"),
+    (["web", "--max-upload-mb", "0"], "--max-upload-mb: must be a positive number"),
+    (["web", "--max-concurrency", "0"], "--max-concurrency: must be a whole number of at least 1"),
+    (["web", "--port", "70000"], "--port: must be a port number"),
+])
+def test_impossible_flags_are_refused_up_front(capsys, argv, words):
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and words in err.splitlines()[-1] and "Traceback" not in err
+
+
+def test_long_photo_name_is_shortened(capsys, tiny_pack, photo, tmp_path):
+    long = tmp_path / ("a" * 240 + ".png")
+    shutil.copy(photo, long)
+    rc, out, err = transfer(capsys, tiny_pack, long, out=tmp_path / "out")
+    assert rc == 0 and err == "" and len(files_in(tmp_path / "out")) == 1
+    assert len(files_in(tmp_path / "out")[0]) < 120
+
+
+def test_web_checks_its_port_first(capsys, tmp_path, monkeypatch):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        monkeypatch.setitem(sys.modules, "dualstylegan.web", None)  # nothing may be imported or loaded before
+        rc, out, err = run(capsys, "web", "--port", port, "--style", tmp_path / "nowhere")
+    assert rc == 1 and out == "" and "serving" not in err
+    line = one_line(err)
+    assert line.startswith(f"error: cannot listen on 127.0.0.1:{port}") and "--port" in line
+
+
+def test_generate_streams_bounded_batches(capsys, tiny_pack, tmp_path, monkeypatch):
+    """generate -n N holds one batch of images at a time, whatever N (issue 10: 2.65 GB at n = 200 before):
+    the portraits alive while each is written are counted, for two values of N."""
+    import gc
+
+    import torch
+
+    from dualstylegan import images
+    from dualstylegan.defaults import GENERATE_BATCH
+
+    real_save = images.save_image
+
+    def portraits_alive() -> int:
+        gc.collect()
+        return sum(int(t.shape[0]) for t in gc.get_objects() if isinstance(t, torch.Tensor) and t.ndim == 4
+                   and tuple(t.shape[1:]) == (3, 64, 64))
+
+    peaks = {}
+    for n in (GENERATE_BATCH + 1, 6 * GENERATE_BATCH + 3):
+        peak = [0]
+
+        def save(img, path, **kw):
+            peak[0] = max(peak[0], portraits_alive())
+            return real_save(img, path, **kw)
+
+        monkeypatch.setattr(images, "save_image", save)
+        out_dir = tmp_path / f"n{n}"
+        rc, out, _ = run(capsys, "generate", "-n", n, "--style", tiny_pack, "--device", "cpu", "-o", out_dir)
+        assert rc == 0 and len(files_in(out_dir)) == n and out.startswith(f"{n} file(s)")
+        peaks[n] = peak[0]
+    assert max(peaks.values()) <= 2 * GENERATE_BATCH and len(set(peaks.values())) == 1, peaks  # flat in n

@@ -278,7 +278,7 @@ def _style_arg(p: argparse.ArgumentParser) -> None:
 def _common(p: argparse.ArgumentParser, output_help: str = "output folder, or a file name such as portrait.png "
             "when one image is written (default: output)") -> None:
     p.add_argument("--offline", action="store_true",
-                   help="use only files already downloaded, never the network (as HF_HUB_OFFLINE=1)")
+                   help="use only files already downloaded, never the network, as HF_HUB_OFFLINE=1 (default: off)")
     p.add_argument("-o", "--output", default="output", help=output_help)
     p.add_argument("--overwrite", action="store_true", help="replace existing output files (default: refuse)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
@@ -396,7 +396,7 @@ def _service_parsers(sub) -> None:
                    help="the style dataset's images (e.g. data/cartoon/images/train): the gallery shows them "
                         "(default: renders of the codes)")
     p.add_argument("--offline", action="store_true",
-                   help="use only files already downloaded, never the network (as HF_HUB_OFFLINE=1)")
+                   help="use only files already downloaded, never the network, as HF_HUB_OFFLINE=1 (default: off)")
     p.add_argument("--debug", action="store_true", help="show tracebacks (default: one sentence per error)")
     p.set_defaults(func=cmd_web)
 
