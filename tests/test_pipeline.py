@@ -275,3 +275,97 @@ def test_from_pretrained_resolves_the_device(tiny_pack):
     if not torch.cuda.is_available():
         with pytest.raises(UsageError, match="no CUDA GPU"):
             StyleTransferPipeline.from_pretrained(str(tiny_pack), device="cuda")
+
+
+# ------------------------------------------------------------------------------------------------ issue 15 item 4
+def _photo_forms(tmp_path):
+    """One face crop as a file, a PIL image, a NumPy array (uint8 and float) and the tensor it becomes."""
+    from PIL import Image
+
+    from dualstylegan.faces import prepare_face
+    from dualstylegan.images import to_tensor
+
+    rng = np.random.default_rng(3)
+    img = Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)).resize((80, 64), Image.BICUBIC)
+    path = tmp_path / "crop.png"
+    img.save(path)
+    tensor = to_tensor(prepare_face(img, align=False)[0].image)
+    return {"path": path, "str": str(path), "pil": img, "uint8": np.asarray(img),
+            "float": np.asarray(img, dtype=np.float32) / 255.0}, tensor
+
+
+def test_transfer_and_blend_take_any_image_form(tiny_pipeline, tmp_path):
+    forms, tensor = _photo_forms(tmp_path)
+    want = tiny_pipeline.transfer(tensor, 1).image
+    for kind, photo in forms.items():
+        got = tiny_pipeline.transfer(photo, 1, align=False).image
+        assert torch.equal(got, want), kind
+    ex_want = tiny_pipeline.transfer(tensor, tensor).image  # the same crop as an exemplar image
+    got = tiny_pipeline.transfer(tensor, forms["pil"]).image  # no face (dlib or not): its centred square
+    assert torch.equal(got, ex_want)
+    frames = tiny_pipeline.blend(forms["uint8"], 0, 2, steps=2, align=False)
+    assert all(torch.equal(a, b) for a, b in zip(frames, tiny_pipeline.blend(tensor, 0, 2, steps=2)))
+
+
+def test_pipeline_is_callable_returning_pil_images(tiny_pipeline, tmp_path):
+    from PIL import Image
+
+    from dualstylegan.images import to_image
+
+    forms, tensor = _photo_forms(tmp_path)
+    out = tiny_pipeline(forms["path"], 2, align=False, structure=0.5)
+    assert len(out.images) == 1 and isinstance(out.images[0], Image.Image)
+    want = to_image(tiny_pipeline.transfer(tensor, 2, structure=0.5).image)
+    assert np.array_equal(np.asarray(out.images[0]), np.asarray(want))
+    assert out.results[0].weights == tiny_pipeline.weights_for(structure=0.5)
+
+
+def test_refine_shows_progress_and_says_which_distance(tiny_pipeline, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(tiny_pipeline, "lpips", None)
+    monkeypatch.setattr(tiny_pipeline, "vgg", None)
+    monkeypatch.setattr(tiny_pipeline, "_looked_for_feature_nets", True, raising=False)  # no weights here
+    forms, tensor = _photo_forms(tmp_path)
+    r = tiny_pipeline.transfer(tensor, tensor, refine=3)
+    assert r.refine_distance.startswith("mean squared error")
+    err = capsys.readouterr().err
+    assert "refining" in err and "3/3" in err  # the bar
+    calls = []
+
+    def fake_lpips(x, y):
+        calls.append(1)
+        return (x - y).abs().flatten(1).mean(1)
+
+    monkeypatch.setattr(tiny_pipeline, "lpips", fake_lpips)
+    r = tiny_pipeline.transfer(tensor, tensor, refine=2, progress=False)
+    assert r.refine_distance == "LPIPS" and len(calls) == 2 and "refining" not in capsys.readouterr().err
+
+
+def test_refine_finds_local_perceptual_weights(tiny_pipeline, monkeypatch):
+    """With no networks set, the LPIPS / VGG19 weights on this machine are used (looked for once)."""
+    from dualstylegan import pipeline as pl
+
+    looked = []
+    monkeypatch.setattr(pl, "_local_feature_net", lambda key: looked.append(key) or (lambda x, y: x.sum()))
+    monkeypatch.setattr(tiny_pipeline, "lpips", None)
+    monkeypatch.setattr(tiny_pipeline, "vgg", None)
+    monkeypatch.setattr(tiny_pipeline, "_looked_for_feature_nets", False, raising=False)
+    assert tiny_pipeline.refine_distance() == "LPIPS + contextual loss"
+    tiny_pipeline.feature_nets()
+    assert looked == ["lpips", "vgg"]
+
+
+def test_streamed_generate_and_blend_are_the_same_images(tiny_pipeline, face_tensor):
+    whole = tiny_pipeline.generate(5, seed=4)
+    streamed = torch.cat(list(tiny_pipeline.iter_generate(5, seed=4, batch_size=2)))
+    torch.testing.assert_close(streamed, whole, atol=1e-3, rtol=0)  # batch-size rounding only
+    frames = list(tiny_pipeline.iter_blend(face_tensor, 0, 2, steps=3))
+    assert all(torch.equal(a, b) for a, b in zip(frames, tiny_pipeline.blend(face_tensor, 0, 2, steps=3)))
+
+
+def test_seed_out_of_range_is_one_sentence(tiny_pipeline, face_tensor):
+    from dualstylegan.pipeline import OptionError
+
+    for bad in (2**64, -1, 1.5, True):
+        with pytest.raises(OptionError, match=r"from 0 to 2\*\*64 - 1"):
+            tiny_pipeline.transfer(face_tensor, 0, seed=bad)
+    tiny_pipeline.transfer(face_tensor, 0, seed=2**64 - 1)
