@@ -120,15 +120,19 @@ def _torch_reason(exc: BaseException) -> BaseException:
     return pickle.UnpicklingError(text[text.index(tag) + len(tag):]) if tag in text else exc
 
 
-def load_torch_file(path: PathLike) -> Any:
-    """A ``torch.save`` file (zip or legacy format) on the CPU, with ``weights_only=True``: no code is run."""
+def load_torch_file(path: PathLike, *, mmap: bool = False) -> Any:
+    """A ``torch.save`` file (zip or legacy format) on the CPU, with ``weights_only=True``: no code is run.
+
+    With ``mmap`` a zip file's tensors are memory-mapped (``MAP_PRIVATE``: read from the page cache when first
+    touched, copied only when written) instead of read into memory — the same checks apply (:func:`check_zip`
+    first; every record STORED and inside the file). A legacy (non-zip) file is read as usual."""
     p = _existing_file(path)
     try:
         check_zip(p)
     except Refused as exc:
         raise refused(p, exc) from None
     try:
-        return torch.load(p, map_location="cpu", weights_only=True)
+        return torch.load(p, map_location="cpu", weights_only=True, mmap=mmap and _sniff(p) == _ZIP)
     except pickle.UnpicklingError as exc:
         reason = _torch_reason(exc)
         m = _GLOBAL_RE.search(str(reason))

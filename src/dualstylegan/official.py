@@ -10,7 +10,10 @@ it holds. Writers emit the same layouts (the training stages produce them).
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import mmap as _mmap
 import re
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -77,6 +80,119 @@ def _reading(path: str | Path, what: str) -> Iterator[None]:
     except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
         raise CheckpointError(f"{Path(path).name} is not {what} that this library can read ({short(exc)}); check "
                               "that you gave the right file.") from None
+
+
+# ------------------------------------------------------------------------------------------- mapped pages
+_MADV_DONTNEED, _MADV_POPULATE_READ = 4, 22
+_libc = None
+
+
+def _madvise(start: int, length: int, advice: int) -> bool:
+    global _libc
+    if not sys.platform.startswith("linux") or length <= 0:
+        return False
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+        _libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    return _libc.madvise(start, length, advice) == 0
+
+
+class FilePages:
+    """The memory-mapped tensors of one checkpoint file (``load_torch_file(mmap=True)``, ``MAP_PRIVATE``).
+
+    Loading maps the file and the checks read every tensor once, which makes its pages resident; they can go back
+    to the page cache (``madvise(MADV_DONTNEED)``) and be read again from there when a network that adopted them
+    (``assign=True``) next runs — resident only while used. Given back are only pages wholly inside a tensor that
+    lies in a mapping of this very file (``/proc/self/maps``: never anonymous memory) and whose data was never
+    written (its version counter unchanged since loading): a private mapping's written pages would be lost, so a
+    network changed in place keeps its pages. The file's tensors are referenced here, so the mapping stays alive
+    (its addresses cannot be reused) as long as this object does."""
+
+    def __init__(self, obj: object, path: str | Path):
+        maps = _file_mappings(Path(path))
+        page = _mmap.PAGESIZE
+        self._spans: list[tuple[torch.Tensor, int, int, int]] = []
+        for _, t in limits.iter_tensors(obj):
+            if t.layout != torch.strided or t.is_meta or t.is_quantized:
+                continue  # refused by the checks
+            s = t.untyped_storage()
+            ptr, n = s.data_ptr(), s.nbytes()
+            if t.device.type != "cpu" or not any(lo <= ptr and ptr + n <= hi for lo, hi in maps):
+                continue
+            start, end = -(-ptr // page) * page, (ptr + n) // page * page
+            if end > start:
+                self._spans.append((t, t._version, start, end - start))
+
+    def __bool__(self) -> bool:
+        return bool(self._spans)
+
+    def _ranges(self) -> Iterator[tuple[int, int]]:
+        for t, version, start, length in self._spans:
+            if t._version == version:
+                yield start, length
+
+    def release(self) -> None:
+        """Give the unchanged tensors' pages back to the page cache (no-op off Linux)."""
+        for start, length in self._ranges():
+            _madvise(start, length, _MADV_DONTNEED)
+
+    def populate(self) -> None:
+        """Map the tensors' pages in one call each (``MADV_POPULATE_READ``, Linux ≥ 5.14) instead of one fault per
+        page group while a forward pass first reads them."""
+        for start, length in self._ranges():
+            if not _madvise(start, length, _MADV_POPULATE_READ):
+                return
+
+    def page_out_between_calls(self, module: torch.nn.Module) -> torch.nn.Module:
+        """Hooks on ``module``: pages populated before each forward, given back after it (a network run once per
+        photo, e.g. the 1 GB pSp encoder, is then resident only while it runs)."""
+        first = next(iter(module.parameters()), None)
+        if first is None:
+            return module
+        ptr = first.untyped_storage().data_ptr()
+
+        def mapped() -> bool:  # not once the network moved to another device or dtype (new tensors)
+            p = next(iter(module.parameters()))
+            return p.device.type == "cpu" and p.untyped_storage().data_ptr() == ptr
+
+        module.register_forward_pre_hook(lambda *_: self.populate() if mapped() else None)
+        module.register_forward_hook(lambda *_: self.release() if mapped() else None)
+        module._file_pages = self  # type: ignore[attr-defined]
+        return module
+
+
+def _file_mappings(path: Path) -> list[tuple[int, int]]:
+    """Address ranges of this process mapped from ``path`` (Linux ``/proc/self/maps``; empty elsewhere)."""
+    try:
+        target = str(path.resolve())
+        with open("/proc/self/maps") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        parts = line.split(None, 5)
+        if len(parts) == 6 and parts[5] == target:
+            lo, hi = parts[0].split("-")
+            out.append((int(lo, 16), int(hi, 16)))
+    return out
+
+
+def _read(path: str | Path) -> tuple[object, FilePages | None]:
+    """A checkpoint file memory-mapped (a zip; else read), and its :class:`FilePages`."""
+    obj = load_torch_file(path, mmap=True)
+    try:
+        pages = FilePages(obj, path)
+    except limits.Refused:
+        return obj, None  # the checks that follow refuse the file in one sentence
+    return obj, (pages if pages else None)
+
+
+def _paged(model: torch.nn.Module, pages: FilePages | None) -> torch.nn.Module:
+    """``model`` after its file's pages read by the checks went back to the page cache (see :class:`FilePages`)."""
+    if pages is not None:
+        pages.release()
+    return model
 
 
 # ------------------------------------------------------------------------------------------- configs
@@ -172,9 +288,10 @@ def _weights(obj: object, key: str, path: str | Path, what: str) -> Tensors:
 # ------------------------------------------------------------------------------------------- readers
 def load_stylegan2(path: str | Path, key: str = "g_ema") -> Generator:
     """``stylegan2-ffhq-config-f.pt`` (or any rosinality checkpoint): the generator under ``key``."""
-    state = _weights(load_torch_file(path), key, path, "a StyleGAN2 checkpoint")
+    obj, pages = _read(path)
+    state = _weights(obj, key, path, "a StyleGAN2 checkpoint")
     config = generator_config(state, path)
-    return _build(lambda: Generator(config), state, f"{Path(path).name}['{key}']")
+    return _paged(_build(lambda: Generator(config), state, f"{Path(path).name}['{key}']"), pages)
 
 
 def load_discriminator(path: str | Path) -> Discriminator:
@@ -184,15 +301,15 @@ def load_discriminator(path: str | Path) -> Discriminator:
 
 
 def load_dualstylegan(path: str | Path) -> DualStyleGAN:
-    """``<style>/generator.pt``: {'g_ema': DualStyleGAN state dict}."""
-    obj = load_torch_file(path)
+    """``<style>/generator.pt``: {'g_ema': DualStyleGAN state dict} (memory-mapped, see :class:`FilePages`)."""
+    obj, pages = _read(path)
     state = take(obj, "g_ema", path, "a DualStyleGAN generator.pt")
     if "res.0.conv.0.weight" not in state:
         raise CheckpointError(f"{Path(path).name} holds a plain StyleGAN2 generator, not a DualStyleGAN "
                               "(no extrinsic style path 'res.*'); give the style's generator.pt.")
     check_weights(state, path)
     config = dualstylegan_config(state, path)
-    return _build(lambda: DualStyleGAN(config), state, f"{Path(path).name}['g_ema']")
+    return _paged(_build(lambda: DualStyleGAN(config), state, f"{Path(path).name}['g_ema']"), pages)
 
 
 def load_training_checkpoint(path: str | Path, dualstylegan: bool = False, *, what: str,
@@ -227,13 +344,16 @@ def load_training_checkpoint(path: str | Path, dualstylegan: bool = False, *, wh
     return out
 
 
-def load_encoder(path: str | Path, z_plus: bool | None = None,
-                 with_decoder: bool = True) -> tuple[PSPEncoder, Generator | None]:
+def load_encoder(path: str | Path, z_plus: bool | None = None, with_decoder: bool = True, *,
+                 page_out: bool = False) -> tuple[PSPEncoder, Generator | None]:
     """``encoder.pt`` (Z+ codes) or ``encoder_wplus.pt`` (W+): {'state_dict': {'encoder.*', 'decoder.*'}, 'opts',
     'latent_avg'?} → (the encoder, its StyleGAN2 decoder or None). ``z_plus`` defaults to the file name's kind.
-    ``opts`` must describe an encoder of the official family (:func:`dualstylegan.limits.check_encoder`)."""
+    ``opts`` must describe an encoder of the official family (:func:`dualstylegan.limits.check_encoder`). The file
+    is memory-mapped; the 1024² decoder is built only ``with_decoder`` (:func:`load_decoder` builds it later).
+    ``page_out`` (inference): the encoder's 1 GB of weights are resident only while it runs
+    (:meth:`FilePages.page_out_between_calls`), so that the generator's activations fit beside them."""
     what = "a pSp encoder checkpoint"
-    obj = load_torch_file(path)
+    obj, pages = _read(path)
     state = _weights(obj, "state_dict", path, what)
     opts = obj.get("opts") if isinstance(obj.get("opts"), dict) else {}
     if z_plus is None:
@@ -257,12 +377,28 @@ def load_encoder(path: str | Path, z_plus: bool | None = None,
     with _reading(path, what):
         encoder = _build(lambda: PSPEncoder(config, latent_avg=_like(latent_avg)), enc_state,
                          f"{Path(path).name}['state_dict']['encoder.*']")
-    decoder = None
-    dec_state = strip_prefix(state, "decoder.")
-    if with_decoder and dec_state:
-        dec_config = generator_config(dec_state, path)
-        decoder = _build(lambda: Generator(dec_config), dec_state, f"{Path(path).name}['state_dict']['decoder.*']")
+    decoder = _decoder(state, path) if with_decoder else None
+    _paged(encoder, pages)
+    if page_out and pages is not None:
+        pages.page_out_between_calls(encoder)
     return encoder, decoder
+
+
+def _decoder(state: Tensors, path: str | Path) -> Generator | None:
+    dec_state = strip_prefix(state, "decoder.")
+    if not dec_state:
+        return None
+    dec_config = generator_config(dec_state, path)
+    return _build(lambda: Generator(dec_config), dec_state, f"{Path(path).name}['state_dict']['decoder.*']")
+
+
+def load_decoder(path: str | Path) -> Generator | None:
+    """The StyleGAN2 decoder stored in a pSp ``encoder.pt`` (``decoder.*``; the reconstruction's generator), or
+    None when the file has none; the same checks as :func:`load_encoder`, without building the encoder."""
+    obj, pages = _read(path)
+    state = _weights(obj, "state_dict", path, "a pSp encoder checkpoint")
+    decoder = _decoder(state, path)
+    return _paged(decoder, pages) if decoder is not None else decoder
 
 
 def _like(t: torch.Tensor | None) -> torch.Tensor | None:

@@ -147,7 +147,7 @@ class StyleTransferPipeline:
         self.generator = generator.eval().requires_grad_(False)
         self.encoder = encoder.eval().requires_grad_(False) if encoder is not None else None
         self.encoder_wplus = encoder_wplus.eval().requires_grad_(False) if encoder_wplus is not None else None
-        self.decoder = decoder.eval().requires_grad_(False) if decoder is not None else None
+        self.decoder = decoder
         self.sampler = sampler.eval().requires_grad_(False) if sampler is not None else None
         self.codes = codes
         self.style = style
@@ -155,6 +155,24 @@ class StyleTransferPipeline:
         self._synthesize_graphed = GraphedCall(self._synthesize_eager)
         self._encode_graphed = GraphedCall(self._encode_eager)
         self.cuda_graphs = cuda_graphs
+
+    _decoder: Generator | None = None
+    _decoder_file: Path | None = None  # encoder.pt, whose decoder.* loads on first use (from_pretrained)
+
+    @property
+    def decoder(self) -> Generator | None:
+        """The encoder's StyleGAN2 decoder (reconstructions only), loaded from encoder.pt on first use."""
+        if self._decoder is None and self._decoder_file is not None:
+            from . import official
+
+            decoder, self._decoder_file = official.load_decoder(self._decoder_file), None
+            if decoder is not None:
+                self.decoder = decoder.to(self.device, self.dtype)
+        return self._decoder
+
+    @decoder.setter
+    def decoder(self, decoder: Generator | None) -> None:
+        self._decoder = decoder.eval().requires_grad_(False) if decoder is not None else None
 
     @property
     def cuda_graphs(self) -> bool:
@@ -181,8 +199,10 @@ class StyleTransferPipeline:
         device = resolve_device(device) if isinstance(device, str) else device  # refused before anything loads
         files = resolve_style_pack(str(name_or_path), need_sampler=sampler, need_wplus=wplus, **hub_kwargs)
         generator = official.load_dualstylegan(files.generator)
-        encoder, decoder = official.load_encoder(files.encoder)
-        encoder_wplus = official.load_encoder(files.encoder_wplus)[0] if (wplus and files.encoder_wplus) else None
+        # the encoders' weights are resident only while they run; the 1024² decoder loads on a first reconstruction
+        encoder, decoder = official.load_encoder(files.encoder, with_decoder=False, page_out=True)
+        encoder_wplus = (official.load_encoder(files.encoder_wplus, with_decoder=False, page_out=True)[0]
+                         if (wplus and files.encoder_wplus) else None)
         style_sampler = official.load_sampler(files.sampler) if files.sampler else None
         codes = CodeBank.load(files.codes)
         rows = sorted({len(code) for code in codes.values()})
@@ -194,10 +214,11 @@ class StyleTransferPipeline:
                                  f"come from different models.")
         pipe = cls(generator, encoder, codes, decoder=decoder, encoder_wplus=encoder_wplus, sampler=style_sampler,
                    style=files.name, cuda_graphs=cuda_graphs)
+        pipe._decoder_file = files.encoder
         return pipe.to(device, dtype)
 
     def to(self, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> "StyleTransferPipeline":
-        for name in ("generator", "encoder", "encoder_wplus", "decoder", "sampler"):
+        for name in ("generator", "encoder", "encoder_wplus", "_decoder", "sampler"):
             net = getattr(self, name)
             if net is not None:
                 setattr(self, name, net.to(device=device, dtype=dtype) if dtype else net.to(device))

@@ -1,0 +1,201 @@
+"""Benchmark: ``dualstylegan transfer`` end to end, one photo, in a fresh process (cold process, warm file cache).
+
+Writes (once, into ``--pack``) a full-size style pack in the official layouts with random weights — a 1024²
+DualStyleGAN ``generator.pt``, a full pSp ``encoder.pt`` with its 1024² decoder, a code bank — and a 256² photo,
+then runs the CLI ``--repeats`` times, each in a new Python process, and prints side by side: wall time of the whole
+process, time to import, to load the networks, to compute (encode + synthesise) and peak RSS, next to the compute of
+the same networks measured in-process after a warm-up. The goal (issue 12): wall ≤ 1.5 × compute, peak RSS ≤ 1.5 GB.
+
+    python bench/bench_cli.py                     # pack in $TMPDIR/dualstylegan-bench-pack
+    python bench/bench_cli.py --pack /tmp/pack --repeats 5
+The phase times come from the child itself (``DUALSTYLEGAN_BENCH_TIMES``: the CLI process records when its imports,
+loads and computations end, see ``_child`` below); the peak RSS is the child's ``ru_maxrss``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+STYLE = "benchstyle"
+
+
+def cpu_line() -> str:
+    import torch
+
+    model = platform.processor() or ""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        model = next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")),
+                     model)
+    except OSError:
+        pass
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (f"CPU: {model}, {os.cpu_count()} CPUs, torch capability {torch.backends.cpu.get_cpu_capability()}, "
+            f"{torch.get_num_threads()} threads, torch {torch.__version__}; load average {load}")
+
+
+def build_pack(root: Path) -> Path:
+    """models/encoder.pt + models/<STYLE>/{generator.pt, exstyle_code.npy} at full size, and photo.png."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from dualstylegan import official
+    from dualstylegan.codes import CodeBank
+    from dualstylegan.nets.dualstylegan import DualStyleGAN
+    from dualstylegan.nets.encoder import EncoderConfig, PSPEncoder
+    from dualstylegan.nets.stylegan2 import Generator
+
+    style = root / "models" / STYLE
+    if (style / "exstyle_code.npy").is_file() and (root / "photo.png").is_file():
+        return root
+    style.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        dsg = DualStyleGAN(size=1024)
+        official.save_dualstylegan(style / "generator.pt", dsg)
+        decoder = Generator(dsg.generator.config)
+        del dsg
+        enc = PSPEncoder(EncoderConfig(z_plus=True, start_from_latent_avg=True), latent_avg=torch.randn(512) * 0.1)
+        official.save_encoder(root / "models" / "encoder.pt", enc, decoder)
+        del enc, decoder
+    rng = np.random.default_rng(0)
+    CodeBank({f"{i:03d}.jpg": rng.standard_normal((1, 18, 512)).astype(np.float32) for i in range(4)}).save(
+        style / "exstyle_code.npy")
+    yy, xx = np.mgrid[0:256, 0:256]
+    img = np.stack([xx, yy, (xx + yy) // 2], -1).astype(np.uint8)
+    Image.fromarray(img).save(root / "photo.png")
+    return root
+
+
+# --------------------------------------------------------------------------------------------------- the child
+def _child(argv: list[str], times_path: str) -> None:
+    """Run the CLI in this (fresh) process, recording when imports, loads and computations end."""
+    t0 = time.perf_counter()
+    marks: dict[str, float] = {}
+    from dualstylegan import cli  # noqa: E402 - measured
+
+    marks["import"] = time.perf_counter() - t0
+    spans = {"load": 0.0, "compute": 0.0}
+
+    def timed(obj, name, span):
+        fn = getattr(obj, name)
+
+        def wrapper(*a, **k):
+            t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                spans[span] += time.perf_counter() - t
+        setattr(obj, name, wrapper)
+
+    from dualstylegan import pipeline as pl
+
+    cls = pl.StyleTransferPipeline
+    original = cls.from_pretrained.__func__
+
+    @classmethod
+    def from_pretrained(c, *a, **k):
+        t = time.perf_counter()
+        try:
+            return original(c, *a, **k)
+        finally:
+            spans["load"] += time.perf_counter() - t
+    cls.from_pretrained = from_pretrained
+    timed(cls, "_encode_eager", "compute")
+    timed(cls, "_synthesize_eager", "compute")
+    rc = 0
+    try:
+        cli.main(argv)
+    except SystemExit as exc:
+        rc = exc.code or 0
+    marks.update(spans)
+    marks["rc"] = rc
+    marks["total_inside"] = time.perf_counter() - t0
+    marks["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    Path(times_path).write_text(json.dumps(marks))
+
+
+def run_cli(root: Path, out: Path, threads: int) -> dict:
+    times = out / "times.json"
+    env = dict(os.environ, DUALSTYLEGAN_HOME=str(root), HF_HUB_OFFLINE="1")
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    argv = ["transfer", "--style", str(root / "models" / STYLE), str(root / "photo.png"), "--no-align",
+            "--style-id", "1", "--device", "cpu", "--quiet", "-o", str(out / "portraits")]
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, __file__, "--child", str(times), "--", *argv], env=env,
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if proc.returncode != 0 or not times.is_file():
+        raise SystemExit(f"the CLI failed (rc {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    marks = json.loads(times.read_text())
+    if marks["rc"]:
+        raise SystemExit(f"the CLI exited with {marks['rc']}:\n{proc.stderr}")
+    marks["wall"] = wall
+    return marks
+
+
+def in_process_compute(root: Path, repeats: int) -> float:
+    """Median seconds of encode + synthesise for one photo with the networks already loaded and warm."""
+    import torch
+
+    from dualstylegan.pipeline import StyleTransferPipeline
+
+    pipe = StyleTransferPipeline.from_pretrained(str(root / "models" / STYLE), device="cpu",
+                                                 local_files_only=True)
+    content = pipe.content_tensor(root / "photo.png", align=False)
+    times = []
+    with torch.no_grad():
+        for i in range(repeats + 1):
+            t = time.perf_counter()
+            pipe.transfer(content, 1)
+            if i:
+                times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--child"]:
+        return _child(argv[3:], argv[1])
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--pack", type=Path, default=Path(tempfile.gettempdir()) / "dualstylegan-bench-pack")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=0, help="OMP_NUM_THREADS of the child (0: torch's default)")
+    args = p.parse_args(argv)
+    root = build_pack(args.pack)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        run_cli(root, Path(tmp), args.threads)  # warms the file cache
+        for i in range(args.repeats):
+            d = Path(tmp) / str(i)
+            d.mkdir()
+            rows.append(run_cli(root, d, args.threads))
+    warm = in_process_compute(root, args.repeats)
+    print(cpu_line())
+    head = (f"{'run':>4} {'wall s':>7} {'import s':>8} {'load s':>7} {'compute s':>9} {'other s':>7} "
+            f"{'peak RSS MiB':>12} {'wall/compute':>12} {'wall/warm compute':>17}")
+    print(head)
+    print("-" * len(head))
+    for i, r in enumerate(rows):
+        other = r["wall"] - r["import"] - r["load"] - r["compute"]
+        print(f"{i:>4} {r['wall']:>7.2f} {r['import']:>8.2f} {r['load']:>7.2f} {r['compute']:>9.2f} {other:>7.2f} "
+              f"{r['peak_rss_mib']:>12.0f} {r['wall'] / r['compute']:>12.2f} {r['wall'] / warm:>17.2f}")
+    med = {k: statistics.median(r[k] for r in rows) for k in ("wall", "import", "load", "compute", "peak_rss_mib")}
+    print(f"median: wall {med['wall']:.2f} s = import {med['import']:.2f} + load {med['load']:.2f} + compute "
+          f"{med['compute']:.2f} (+ rest); peak RSS {med['peak_rss_mib']:.0f} MiB; compute of the loaded networks "
+          f"in-process, warm: {warm:.2f} s (wall = {med['wall'] / warm:.2f}× that)")
+
+
+if __name__ == "__main__":
+    main()
