@@ -113,7 +113,14 @@ def test_stage2_trains_the_extrinsic_path_only_on_schedule(tmp_path, vgg):
     faces = SampledFaces(g, n=16)
     history = TrainLoop(stage, faces.fetch, len(faces), cfg(tmp_path, 8)).run()
     assert [int(h["inject_index"]) for h in history] == [7, 7, 6, 6, 5, 5, 5, 5]
-    assert [int(h["encoded"]) for h in history] == [1, 0, 0, 0, 1, 0, 0, 0]  # z̃₂ = E(g(z₂)) every 4th step
+    # As the reference (one call of its training function per inject index): the count restarts at steps 2 and 4 —
+    # z̃₂ = E(g(z₂)) every 4th step of it, R1 every 4th, path length every 3rd — with the mean path length at 0.
+    assert [int(h["encoded"]) for h in history] == [1, 0, 1, 0, 1, 0, 0, 0]
+    assert [int("r1" in h) for h in history] == [1, 0, 1, 0, 1, 0, 0, 0]
+    assert [int("path" in h) for h in history] == [1, 0, 1, 0, 1, 0, 0, 1]
+    for h in (history[0], history[2], history[4]):  # mean ← 0 + 0.01 (length − 0)
+        assert h["mean_path_length"] == pytest.approx(0.01 * h["path_length"], rel=1e-5)
+    assert history[7]["mean_path_length"] != pytest.approx(0.01 * history[7]["path_length"], rel=1e-3)
     assert all(math.isfinite(v) for h in history for v in h.values())
     assert {"r1", "path"} <= set().union(*history)
     assert same(state_copy(model.generator), before["generator"])  # the intrinsic path is frozen, bit for bit
@@ -122,6 +129,22 @@ def test_stage2_trains_the_extrinsic_path_only_on_schedule(tmp_path, vgg):
     assert not same(state_copy(stage.g_ema.res), before["ema_res"])  # EMA follows res …
     assert same(state_copy(stage.g_ema.style), before["ema_style"])  # … only (the reference's accumulate(g_ema.res))
     assert same(state_copy(stage.g_ema.generator), before["generator"])
+
+
+def test_stage2_as_one_loop(tmp_path):
+    """restart_per_inject=False: one count over the whole run (the old behaviour, --pretrain-one-loop)."""
+    from test_train_recipe import narrow_vgg19
+
+    g, d = ffhq_nets()
+    stage = PretrainStage(init_dualstylegan(g), d, tiny_encoder(), narrow_vgg19(), steps=8,
+                          inject_schedule=((7, 1), (6, 1), (5, 2)), d_reg_every=4, g_reg_every=3,
+                          restart_per_inject=False)
+    stage.path_regularize = 0.0  # the schedule is what is tested (no path-length phase: cheaper)
+    faces = SampledFaces(g, n=16)
+    history = TrainLoop(stage, faces.fetch, len(faces), cfg(tmp_path, 8)).run()
+    assert [int(h["inject_index"]) for h in history] == [7, 7, 6, 6, 5, 5, 5, 5]
+    assert [int(h["encoded"]) for h in history] == [1, 0, 0, 0, 1, 0, 0, 0]
+    assert [int("r1" in h) for h in history] == [1, 0, 0, 0, 1, 0, 0, 0]
 
 
 def test_stage2_vgg_loss_decreases_on_a_fixed_target(vgg):
@@ -233,7 +256,7 @@ def test_stage3_steps_alternate_and_train_res_only(pretrained_file, vgg, tmp_pat
     g, d, g_ema = nets["g"], nets["d"], nets["g_ema"]
     data = style_set()
     stage = FinetuneStage(g, d, vgg, cheap_id_loss, g_ema, style="caricature", d_reg_every=2,
-                          g_reg_every=3, sample_exstyles=data.exstyles[:2])
+                          g_reg_every=3, sample_exstyles=data.exstyles[:2], style_set=data)
     assert (stage.lambda_id, stage.lambda_reg) == (4.0, 0.005)
     assert stage.ema_decay == 0.5 ** (32 / 10_000)  # the reference's per-step constant
     before = {"generator": state_copy(g.generator), "res": state_copy(g.res), "ema_res": state_copy(g_ema.res),
@@ -265,7 +288,7 @@ def test_style_losses_read_vgg_once_and_match_the_separate_losses(pretrained_fil
     counting.load_state_dict(vgg.state_dict())
     counting.calls = []
     nets = load_pretrain_checkpoint(pretrained_file)
-    stage = FinetuneStage(nets["g"], nets["d"], counting.eval(), cheap_id_loss, nets["g_ema"])
+    stage = FinetuneStage(nets["g"], nets["d"], counting.eval(), cheap_id_loss, nets["g_ema"], exemplars="per_epoch")
     images = style_set().images
     fake, target = images[:2].flip(3), images[1:3]
     for paired in (False, True):
@@ -281,7 +304,7 @@ def test_style_losses_read_vgg_once_and_match_the_separate_losses(pretrained_fil
 
 def test_paired_codes_recolor_rows_8_on_and_jitter_the_extrinsic_code(pretrained_file, vgg):
     nets = load_pretrain_checkpoint(pretrained_file)
-    stage = FinetuneStage(nets["g"], nets["d"], vgg, cheap_id_loss, nets["g_ema"])
+    stage = FinetuneStage(nets["g"], nets["d"], vgg, cheap_id_loss, nets["g_ema"], style_set=style_set())
     batch = style_set().fetch([0, 1])
     codes = stage.draw(batch, step=1)
     assert codes["z_plus"] and len(codes["styles"]) == 1
@@ -291,6 +314,62 @@ def test_paired_codes_recolor_rows_8_on_and_jitter_the_extrinsic_code(pretrained
     assert 0.08 < jitter.std().item() < 0.12
     random_codes = stage.draw(batch, step=2)
     assert not random_codes["z_plus"] and random_codes["styles"][0].shape == (2, 512)
+
+
+def test_stage3_phases_draw_their_own_exemplars_as_the_reference(pretrained_file, vgg):
+    """Each phase draws exemplars uniformly with replacement (the reference's get_paired_data); R1 of a paired step
+    reads the D phase's S; exemplars='per_epoch' uses the loop's batch instead."""
+    nets = load_pretrain_checkpoint(pretrained_file)
+    data = style_set()
+    stage = FinetuneStage(nets["g"], nets["d"], vgg, cheap_id_loss, nets["g_ema"], style_set=data)
+    batch = data.fetch([0, 1])
+    torch.manual_seed(0)
+    drawn = []
+    for _ in range(20):
+        ex = stage.exemplar_batch(batch)
+        rows = [int(torch.nonzero((data.exstyles == e).flatten(1).all(1))[0]) for e in ex["exstyle"]]
+        for r, image, instyle in zip(rows, ex["image"], ex["instyle"]):
+            assert torch.equal(image, data.images[r]) and torch.equal(instyle, data.instyles[r])
+        drawn.append(rows)
+    assert {r for rows in drawn for r in rows} == set(range(N_STYLES))
+    assert any(a == b for a, b in drawn) and len({tuple(r) for r in drawn}) > 3  # with replacement, varying
+    with torch.no_grad():
+        stage.d_loss(batch, 1)
+    d_images = stage.d_real(batch, 1)
+    assert any(torch.equal(d_images, data.images[list(r)]) for r in
+               [(i, j) for i in range(N_STYLES) for j in range(N_STYLES)])
+    assert stage.d_real(batch, 2) is batch["real"]  # random-content steps: the loop's mirrored images
+    epoch = FinetuneStage(nets["g"], nets["d"], vgg, cheap_id_loss, nets["g_ema"], exemplars="per_epoch")
+    assert epoch.exemplar_batch(batch)["exstyle"] is not None
+    assert torch.equal(epoch.exemplar_batch(batch)["exstyle"], batch["exstyle"])
+    assert epoch.d_real(batch, 1) is batch["image"]
+    with pytest.raises(ValueError, match="style_set"):
+        FinetuneStage(nets["g"], nets["d"], vgg, cheap_id_loss, nets["g_ema"])
+
+
+@pytest.mark.parametrize("id_inject", ["fresh", "shared"])
+def test_stage3_identity_content_inject_index(pretrained_file, vgg, id_inject, monkeypatch):
+    """The ID loss's content image G(z) draws a new inject index (the reference) or reuses the fake's."""
+    nets = load_pretrain_checkpoint(pretrained_file)
+    data = style_set()
+    stage = FinetuneStage(nets["g"], nets["d"], vgg, cheap_id_loss, nets["g_ema"], style_set=data,
+                          id_inject=id_inject, mixing=1.0, cx_weight=0, fm_weight=0)
+    seen = []
+    real_generate = stage.generate
+
+    def generate(codes, use_res=True):
+        seen.append((use_res, codes["inject"]))
+        return real_generate(codes, use_res)
+
+    monkeypatch.setattr(stage, "generate", generate)
+    torch.manual_seed(0)
+    batch = data.fetch([0, 1])
+    for step in (0, 2, 4, 6, 8, 10):  # random-content steps, two z always (mixing 1)
+        stage.g_loss(batch, step)
+    pairs = list(zip(seen[::2], seen[1::2]))
+    assert all(fake[0] and not content[0] and fake[1] is not None for fake, content in pairs)
+    same_index = [fake[1] == content[1] for fake, content in pairs]
+    assert all(same_index) if id_inject == "shared" else not all(same_index)
 
 
 def test_stage3_resume_is_exact_and_writes_an_official_generator(pretrained_file, vgg, tmp_path):

@@ -103,6 +103,9 @@ class RecipeConfig:
     ``lambda_id`` / ``lambda_reg`` override it. ``faces``: a folder of aligned real faces (FFHQ) for pre-training's
     discriminator, else faces sampled from the FFHQ generator. ``pretrained``: an existing pre-trained DualStyleGAN
     (``generator-pretrain.pt``, shared by all styles of one FFHQ model) instead of the pretrain step.
+    ``pretrain_one_loop``, ``exemplars_per_epoch``, ``shared_id_inject``: this project's earlier choices where the
+    reference differs (off: the reference's; see :mod:`dualstylegan.train.pretrain` and
+    :mod:`dualstylegan.train.finetune`).
     """
 
     size: int = option(1024, RUN, help="training resolution, the FFHQ model's (default 1024)", type=positive_int)
@@ -155,6 +158,15 @@ class RecipeConfig:
                                "sampled from the FFHQ generator", metavar="DIR")
     pretrained: str | None = option(None, LOSSES, help="an existing pre-trained DualStyleGAN (generator-pretrain.pt)"
                                     " instead of the pretrain step", metavar="PATH")
+    pretrain_one_loop: bool = option(False, LOSSES, help="pre-training: one step count over the three inject "
+                                     "indices (default: restarted at each, with the mean path length, as the "
+                                     "reference)", action="store_const", const=True)
+    exemplars_per_epoch: bool = option(False, LOSSES, help="fine-tuning: each step's exemplars from the epoch's "
+                                       "order, shared by the D and G phases (default: drawn with replacement for "
+                                       "each phase, as the reference)", action="store_const", const=True)
+    shared_id_inject: bool = option(False, LOSSES, help="fine-tuning: the identity loss's content image uses the "
+                                    "fake's inject index (default: a new one, as the reference)",
+                                    action="store_const", const=True)
 
     def __post_init__(self):
         if self.size < 8 or self.size & (self.size - 1):

@@ -18,11 +18,16 @@ path-length regularisers and ADA (on, as in the README's ``--augment`` runs) as 
 
 (λ_ID, λ_reg) per style: :func:`dualstylegan.styles.get_style` (``Style.training``). The result is the style's ``generator.pt`` {'g_ema': state dict}.
 
-Deliberate differences from the reference: a step's exemplars are the loop's batch (every exemplar once per epoch,
-the same ones for the D and the G phase, and in random-content steps the mirrored S are D's reals) where the
-reference draws exemplars with replacement for each phase apart and takes D's reals from its lmdb loader; and the
-content image of the ID loss, G(z) without the extrinsic path, uses the same inject index as G(z, z_e⁺) (the
-reference lets each generator call draw its own, so its ID loss compares two different style mixings).
+As the reference, every phase draws its own exemplars, uniformly with replacement (the D phase, the G phase and the
+path-length phase; R1 of a paired step reads the D phase's S), D's reals in random-content steps are the loop's
+mirrored style images (the reference's lmdb loader), and the content image of the ID loss, G(z) without the
+extrinsic path, draws its own inject index (so the ID loss compares two style mixings of z). ``exemplars=
+'per_epoch'`` (``--exemplars-per-epoch``) takes a step's exemplars from the loop's batch instead (every exemplar
+once per epoch, the same ones for the D and G phases); ``id_inject='shared'`` (``--shared-id-inject``) gives the
+content image the fake's inject index.
+
+(λ_ID, λ_reg) of caricature (4, 0.005) and anime (1, 0.02) come from the paper, not from the reference code: its
+script's defaults are (1, 0.01) and its README's one training command, for cartoon, gives (1, 0.015).
 """
 from __future__ import annotations
 
@@ -131,7 +136,10 @@ class FinetuneStage(DualStyleGANStage):
     ``vgg``: a :class:`VGG19Features` (ImageNet weights) — the contextual, feature-matching and perceptual losses
     read its features. ``id_loss``: a callable (fake, content) → identity loss (e.g.
     ``losses.IdentityLoss(IdentityNet)``) or None when ``lambda_id`` is 0. ``style`` picks (λ_ID, λ_reg) from the
-    style registry (:func:`dualstylegan.styles.get_style`); ``lambda_id`` / ``lambda_reg`` override it. ``sample_exstyles``: Z+ codes for the sample
+    style registry (:func:`dualstylegan.styles.get_style`); ``lambda_id`` / ``lambda_reg`` override it. ``style_set``: the
+    exemplars the phases draw from (``exemplars='per_phase'``, the reference; ``'per_epoch'``: the loop's batch);
+    ``id_inject``: 'fresh' (the reference) or 'shared' inject index of the ID loss's content image.
+    ``sample_exstyles``: Z+ codes for the sample
     grid (e.g. the exemplars' z_e⁺; the first ``n_sample`` are used). ``kwargs``: the schedule of
     :class:`~.loop.GANStage` (lr, r1, d_reg_every, …, ADA on by default as in the README's ``--augment`` runs).
     """
@@ -145,8 +153,18 @@ class FinetuneStage(DualStyleGANStage):
                  perc_weight: float = 1.0, vgg_weights: Sequence[float] = FINETUNE_VGG_WEIGHTS,
                  subspace_freq: int = 2, subspace_std: float = 0.1, recolor_from: int = RECOLOR_FROM,
                  augment: bool = True, sample_exstyles: torch.Tensor | None = None, n_sample: int = 9,
-                 sample_seed: int = 0, **kwargs: Any):
+                 sample_seed: int = 0, style_set: StyleSet | None = None, exemplars: str = "per_phase",
+                 id_inject: str = "fresh", **kwargs: Any):
         super().__init__(g, d, g_ema, augment=augment, **kwargs)
+        if exemplars not in ("per_phase", "per_epoch"):
+            raise ValueError(f"exemplars must be 'per_phase' or 'per_epoch', not {exemplars!r}")
+        if id_inject not in ("fresh", "shared"):
+            raise ValueError(f"id_inject must be 'fresh' or 'shared', not {id_inject!r}")
+        if exemplars == "per_phase" and style_set is None:
+            raise ValueError("exemplars='per_phase' (the reference's draws) needs style_set=, the StyleSet to draw "
+                             "from; or give exemplars='per_epoch' to use the loop's batches.")
+        self.style_set, self.exemplars, self.id_inject = style_set, exemplars, id_inject
+        self._d_reals: dict[tuple[int, int], torch.Tensor] = {}
         from ..styles import get_style
 
         preset_id, preset_reg = get_style(style).training
@@ -206,18 +224,39 @@ class FinetuneStage(DualStyleGANStage):
                           z_plus_latent=codes["z_plus"], inject_index=codes["inject"])
         return image
 
+    def exemplar_batch(self, batch: Mapping[str, torch.Tensor], n: int | None = None) -> Mapping[str, torch.Tensor]:
+        """The exemplars of one phase: with ``exemplars='per_phase'`` ``n`` (default the batch's size) drawn anew,
+        uniformly with replacement (torch's generator; the reference's ``get_paired_data``) as
+        {'image', 'instyle', 'exstyle'}; with ``'per_epoch'`` the loop's batch (its first ``n``)."""
+        size = batch["exstyle"].shape[0] if n is None else n
+        if self.exemplars == "per_epoch":
+            return {k: v[:size] for k, v in batch.items()}
+        s = self.style_set
+        idx = torch.randint(0, len(s), (size,))
+        return {"image": s.images[idx].to(self.device), "instyle": s.instyles[idx].to(self.device),
+                "exstyle": s.exstyles[idx].to(self.device)}
+
     def d_real(self, batch: Mapping[str, torch.Tensor], step: int) -> torch.Tensor:
-        """Paired steps show D the paired S, random-content steps the (mirrored) style images."""
-        return batch["image"] if self.paired(step) else batch["real"]
+        """Paired steps show D the paired S (of the D phase's exemplars), random-content steps the loop's
+        (mirrored) style images."""
+        if not self.paired(step):
+            return batch["real"]
+        if self.exemplars == "per_epoch":
+            return batch["image"]
+        return self._d_reals[(step, batch["real"].data_ptr())]
 
     def path_codes(self, batch: Mapping[str, torch.Tensor], n: int):
         styles = mixing_noise(n, self.style_dim, self.mixing, self.device)
-        return styles, self.jittered_extrinsic(batch["exstyle"][:n])
+        return styles, self.jittered_extrinsic(self.exemplar_batch(batch, n)["exstyle"])
 
     # ------------------------------------------------------------------------------------ losses
     def d_loss(self, batch: Mapping[str, torch.Tensor], step: int):
+        ex = self.exemplar_batch(batch)
+        if self.exemplars == "per_phase":  # R1 of a paired step reads the same S
+            self._d_reals = {k: v for k, v in self._d_reals.items() if k[0] == step}
+            self._d_reals[(step, batch["real"].data_ptr())] = ex["image"]
         with torch.no_grad():
-            fake = self.generate(self.draw(batch, step))
+            fake = self.generate(self.draw(ex, step))
         return self.d_adversarial(self.d_real(batch, step), fake)
 
     def vgg_depth(self, paired: bool) -> int:
@@ -258,12 +297,15 @@ class FinetuneStage(DualStyleGANStage):
         from ..losses import g_nonsaturating_loss, modres_l2
 
         paired = self.paired(step)
-        codes = self.draw(batch, step)
+        ex = self.exemplar_batch(batch)
+        codes = self.draw(ex, step)
         fake = self.generate(codes)
-        target = self.pool(batch["image"])
+        target = self.pool(ex["image"])
         fake_small = self.pool(fake)
         terms = self.style_losses(fake_small, target, paired)
         if self.lambda_id > 0:
+            if self.id_inject == "fresh" and codes["inject"] is not None:  # the reference: a new inject index
+                codes = {**codes, "inject": random.randint(1, self.n_latent - 1)}
             with torch.no_grad():
                 content = self.pool(self.generate(codes, use_res=False))
             terms["id"] = self.id_loss(fake_small, content) * self.lambda_id
@@ -360,7 +402,7 @@ def finetune(pretrained: str | os.PathLike | Sequence[nn.Module] | Mapping[str, 
     if isinstance(id_fn, nn.Module):
         id_fn = id_fn.to(device).eval()
     stage_kwargs.setdefault("sample_exstyles", style_set.exstyles)
-    stage = FinetuneStage(g, d, vgg, id_fn, g_ema, style=style, **stage_kwargs)
+    stage = FinetuneStage(g, d, vgg, id_fn, g_ema, style=style, style_set=style_set, **stage_kwargs)
     for key in ("g", "d"):
         if f"{key}_optim" in nets:  # the reference resumes the stage-II optimizers
             stage.opt[key].load_state_dict(nets[f"{key}_optim"])

@@ -58,6 +58,14 @@ class Stage:
         DualStyleGAN stages train the extrinsic path only)."""
         return list(self.networks()[name].parameters())
 
+    def before_step(self, step: int) -> None:
+        """Anything to do before the phases of ``step`` (stage II resets its path-length mean at each inject index)."""
+
+    def schedule_step(self, step: int) -> int:
+        """The step number the lazy schedules (``Phase.every``) count with: ``step`` unless the stage restarts its
+        count (stage II at each inject index, as the reference)."""
+        return step
+
     def after_step(self, step: int) -> dict[str, float]:
         """EMA updates, augmentation probability updates, … (after all phases of a step)."""
         return {}
@@ -134,9 +142,9 @@ class GANStage(Stage):
                     "d": lazy_adam(d.parameters(), lr, self.d_reg_every if self.r1 > 0 else 0)}
         self.augment_kwargs = dict(augment_kwargs or {})
         self.augment_enabled, self.fixed_p = bool(augment), float(augment_p)
-        self.ada = (ADA(target=ada_target, speed_kimg=ada_kimg, interval=ada_interval,
-                        interval_images=ada_interval_images, **self.augment_kwargs)
-                    if augment and augment_p <= 0 else None)
+        self._ada_args = dict(target=ada_target, speed_kimg=ada_kimg, interval=ada_interval,
+                              interval_images=ada_interval_images, **self.augment_kwargs)
+        self.ada = ADA(**self._ada_args) if augment and augment_p <= 0 else None
         self.mean_path_length: torch.Tensor | float = 0.0
 
     # ------------------------------------------------------------------------------------ contract
@@ -218,6 +226,13 @@ class GANStage(Stage):
             loss = loss + 0 * fake[0, 0, 0, 0]
         return loss, {"path": penalty.item(), "path_length": lengths.mean().item(),
                       "mean_path_length": float(self.mean_path_length)}
+
+    def reset_ada(self) -> None:
+        """The ADA controller as it starts (p = 0), when there is one."""
+        from .ada import ADA
+
+        if self.ada is not None:
+            self.ada = ADA(**self._ada_args)
 
     # ------------------------------------------------------------------------------------ after a step
     def update_ema(self) -> None:
@@ -403,8 +418,10 @@ class TrainLoop:
         optimizers = self.stage.optimizers()
         logs: dict[str, float] = {}
         micro = _split(batch, self.config.grad_accum)
+        self.stage.before_step(self.step)
+        scheduled = self.stage.schedule_step(self.step)
         for phase in self.stage.phases():
-            if self.step % phase.every:
+            if scheduled % phase.every:
                 continue
             for m in networks.values():
                 requires_grad(m, False)

@@ -18,10 +18,15 @@ extrinsic path (``style`` = T_s and ``res``) and D are trained; the EMA copy fol
 The real faces of D come from an image folder (FFHQ) or, when there is none, from the FFHQ generator itself
 (:class:`SampledFaces`).
 
-Deliberate differences from the reference: the three inject indices run as one continuous loop (one checkpoint, one
-resume) — the reference calls its training function three times, which restarts the step counter of the lazy
-regularisers and of ``subspace_freq``, the mean path length and the ADA state (unused, ADA is off) at steps 300
-and 600; and D's real faces may be generated ones when no FFHQ folder is given.
+As the reference, which calls its training function once per inject index, the step count of the lazy regularisers
+and of ``subspace_freq``, the mean path length and the ADA state (unused, ADA is off) restart at each index (steps
+300 and 600); ``restart_per_inject=False`` (``--pretrain-one-loop``) runs the indices as one continuous loop
+instead. Either way the run is one loop with one checkpoint, and resumes exactly. E(g(z₂)) is mapped to W+ with
+the mapping of the decoder stored in ``encoder.pt``, as the reference.
+
+Deliberate differences from the reference: D's real faces may be generated ones when no FFHQ folder is given; the
+data order does not restart at each inject index (the reference's new data iterator reshuffles; either is a
+uniform draw of the faces).
 """
 from __future__ import annotations
 
@@ -208,6 +213,9 @@ class PretrainStage(DualStyleGANStage):
     frozen FFHQ decoder), which a user's encoder.pt need not be.
     ``vgg``: a :class:`VGG19Features` (ImageNet weights) or a callable (fake, target) → perceptual loss.
     ``steps`` is the length of the run that ``inject_schedule`` [(l, relative length)] is spread over.
+    ``restart_per_inject`` (default, the reference): each inject index starts its step count at 0 (lazy R1 and
+    path-length schedules, ``subspace_freq``) with the mean path length at 0 and a fresh ADA controller, as the
+    reference's three calls of its training function; False runs the indices as one continuous loop.
     The batch is D's real faces (B, 3, size, size). Each step's logs include ``inject_index`` and ``encoded``
     (1 when z̃₂ = E(g(z₂))).
     """
@@ -219,8 +227,9 @@ class PretrainStage(DualStyleGANStage):
                  steps: int = PRETRAIN_STEPS, inject_schedule: Sequence[tuple[int, float]] = INJECT_SCHEDULE,
                  subspace_freq: int = 4, adv_weight: float = 0.1,
                  vgg_weights: Sequence[float] = PRETRAIN_VGG_WEIGHTS, n_sample: int = 9, sample_seed: int = 0,
-                 mapping: nn.Module | None = None, **kwargs: Any):
+                 mapping: nn.Module | None = None, restart_per_inject: bool = True, **kwargs: Any):
         super().__init__(g, d, g_ema, **kwargs)
+        self.restart_per_inject = bool(restart_per_inject)
         if mapping is not None:
             mapping = mapping.to(self.device).eval().requires_grad_(False)
         self.mapping = mapping
@@ -246,9 +255,29 @@ class PretrainStage(DualStyleGANStage):
     def inject_index(self, step: int) -> int:
         return inject_index_at(step, self.steps, self.inject_schedule)
 
+    def segment_start(self, step: int) -> int:
+        """The first step of the inject index that ``step`` trains (0 when the run is one loop)."""
+        if not self.restart_per_inject:
+            return 0
+        starts = [start for _, start in inject_schedule_steps(self.steps, self.inject_schedule) if start <= step]
+        return max(starts, default=0)
+
+    def schedule_step(self, step: int) -> int:
+        """The reference's iteration counter ``i``: from 0 at each inject index (its training function is called once
+        per index), so the lazy R1 / path-length schedules and ``subspace_freq`` restart there."""
+        return step - self.segment_start(step)
+
+    def before_step(self, step: int) -> None:
+        """At the first step of each later inject index: the mean path length back to 0 and a fresh ADA controller,
+        as the reference's new call of its training function."""
+        if self.restart_per_inject and step > 0 and self.segment_start(step) == step:
+            self.mean_path_length = 0.0
+            self.reset_ada()
+
     def encoded(self, step: int) -> bool:
-        """Whether z̃₂ = E(g(z₂)) at ``step`` (every ``subspace_freq``-th step, the reference's ``which == 0``)."""
-        return step % self.subspace_freq == 0
+        """Whether z̃₂ = E(g(z₂)) at ``step`` (every ``subspace_freq``-th step of the inject index's count, the
+        reference's ``which == 0``)."""
+        return self.schedule_step(step) % self.subspace_freq == 0
 
     @torch.no_grad()
     def encode_extrinsic(self, image: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,8 @@ def iterations(config) -> int:
 def settings(recipe) -> dict:
     c = recipe.config
     lam_id, lam_reg = c.preset(recipe.name)
-    return {"iters": iterations(c), "seed": c.seed, "lambda_id": lam_id, "lambda_reg": lam_reg}
+    return {"iters": iterations(c), "seed": c.seed, "lambda_id": lam_id, "lambda_reg": lam_reg,
+            "exemplars_per_epoch": c.exemplars_per_epoch, "shared_id_inject": c.shared_id_inject}
 
 
 def needs(recipe) -> tuple[str, ...]:
@@ -32,7 +33,9 @@ def run(recipe, folder: Path):
     finetune(recipe.output("pretrain", "generator"), recipe.images_dir, folder, recipe.feature("vgg"),
              id_loss=recipe.feature("identity") if lam_id > 0 else None, steps=iterations(c),
              loop=recipe.loop_config(), exstyle_codes=recipe.output("destylize", "exstyle"),
-             instyle_codes=recipe.output("destylize", "instyle"), lambda_id=lam_id, lambda_reg=lam_reg)
+             instyle_codes=recipe.output("destylize", "instyle"), lambda_id=lam_id, lambda_reg=lam_reg,
+             exemplars="per_epoch" if c.exemplars_per_epoch else "per_phase",
+             id_inject="shared" if c.shared_id_inject else "fresh")
     return {"generator": folder / "generator.pt"}, {}
 
 

@@ -24,7 +24,7 @@ def settings(recipe) -> dict:
     c = recipe.config
     if c.pretrained is not None:
         return {"pretrained": os.fspath(_given(recipe))}
-    return {"iters": iterations(c), "seed": c.seed, "faces": c.faces}
+    return {"iters": iterations(c), "seed": c.seed, "faces": c.faces, "one_loop": c.pretrain_one_loop}
 
 
 def needs(recipe) -> tuple[str, ...]:
@@ -52,7 +52,7 @@ def run(recipe, folder: Path):
 
     faces = Path(c.faces).expanduser() if c.faces else None
     pretrain(os.fspath(recipe.weights("ffhq")), os.fspath(recipe.weights("encoder")), folder, recipe.feature("vgg"),
-             steps=iterations(c), loop=recipe.loop_config(), faces=faces)
+             steps=iterations(c), loop=recipe.loop_config(), faces=faces, restart_per_inject=not c.pretrain_one_loop)
     return {"generator": folder / "generator.pt"}, {}
 
 
