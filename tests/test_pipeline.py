@@ -324,7 +324,7 @@ def test_refine_shows_progress_and_says_which_distance(tiny_pipeline, tmp_path, 
     monkeypatch.setattr(tiny_pipeline, "lpips", None)
     monkeypatch.setattr(tiny_pipeline, "vgg", None)
     monkeypatch.setattr(tiny_pipeline, "_looked_for_feature_nets", True, raising=False)  # no weights here
-    forms, tensor = _photo_forms(tmp_path)
+    _, tensor = _photo_forms(tmp_path)
     r = tiny_pipeline.transfer(tensor, tensor, refine=3)
     assert r.refine_distance.startswith("mean squared error")
     err = capsys.readouterr().err
@@ -345,7 +345,7 @@ def test_refine_finds_local_perceptual_weights(tiny_pipeline, monkeypatch):
     from dualstylegan import pipeline as pl
 
     looked = []
-    monkeypatch.setattr(pl, "_local_feature_net", lambda key: looked.append(key) or (lambda x, y: x.sum()))
+    monkeypatch.setattr(pl, "local_feature_net", lambda key: looked.append(key) or (lambda x, y: x.sum()))
     monkeypatch.setattr(tiny_pipeline, "lpips", None)
     monkeypatch.setattr(tiny_pipeline, "vgg", None)
     monkeypatch.setattr(tiny_pipeline, "_looked_for_feature_nets", False, raising=False)
@@ -369,3 +369,26 @@ def test_seed_out_of_range_is_one_sentence(tiny_pipeline, face_tensor):
         with pytest.raises(OptionError, match=r"from 0 to 2\*\*64 - 1"):
             tiny_pipeline.transfer(face_tensor, 0, seed=bad)
     tiny_pipeline.transfer(face_tensor, 0, seed=2**64 - 1)
+
+
+def test_readme_snippet_runs_twice_in_a_row(tiny_pack, tmp_path, monkeypatch):
+    """The README's Python example (with a local pack standing in for 'cartoon'): a second run overwrites."""
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).resize((64, 64)).save("me.jpg")
+    snippet = f"""
+from PIL import Image
+from dualstylegan import StyleTransferPipeline
+from dualstylegan.images import save_image
+
+pipe = StyleTransferPipeline.from_pretrained({str(tiny_pack)!r})
+portrait = pipe("me.jpg", 2, align=False, structure=0.6).images[0]
+portrait.save("me_cartoon.png")
+result = pipe.transfer(Image.open("me.jpg"), 1, align=False)
+save_image(result.image, "me_cartoon_1.png", overwrite=True)
+"""
+    for _ in range(2):
+        exec(compile(snippet, "README.md", "exec"), {})
+    assert (tmp_path / "me_cartoon.png").is_file() and (tmp_path / "me_cartoon_1.png").is_file()

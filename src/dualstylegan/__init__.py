@@ -20,26 +20,27 @@ _EXPORTS = {
     "EncoderConfig": "nets.encoder", "IdentityNet": "nets.encoder", "PSPEncoder": "nets.encoder",
     "ExtrinsicSampler": "nets.sampler",
     "Discriminator": "nets.stylegan2", "Generator": "nets.stylegan2", "GeneratorConfig": "nets.stylegan2",
-    "StyleTransferPipeline": "pipeline", "TransferResult": "pipeline", "interp_weights": "pipeline",
+    "StyleTransferPipeline": "pipeline", "TransferResult": "pipeline", "PortraitOutput": "pipeline",
+    "interp_weights": "pipeline",
     "FileResult": "batch", "output_names": "batch", "stylize_files": "batch",
-    "Face": "faces", "prepare_face": "faces",
+    "Face": "faces", "prepare_face": "faces", "prepare_exemplar": "faces", "detect_faces": "faces",
 }
 __all__ = [
     "CodeBank", "Discriminator", "DualStyleGAN", "DualStyleGANConfig", "EncoderConfig",
     "ExtrinsicSampler", "Generator", "GeneratorConfig", "IdentityNet", "ModRes", "PSPEncoder",
-    "StyleTransferPipeline", "TransferResult", "interp_weights",
-    "Face", "FileResult", "output_names", "prepare_face", "stylize_files",
+    "PortraitOutput", "StyleTransferPipeline", "TransferResult", "interp_weights",
+    "Face", "FileResult", "detect_faces", "output_names", "prepare_exemplar", "prepare_face", "stylize_files",
 ]
 
 if TYPE_CHECKING:
     from .batch import FileResult, output_names, stylize_files
     from .codes import CodeBank
-    from .faces import Face, prepare_face
+    from .faces import Face, detect_faces, prepare_exemplar, prepare_face
     from .nets.dualstylegan import DualStyleGAN, DualStyleGANConfig, ModRes
     from .nets.encoder import EncoderConfig, IdentityNet, PSPEncoder
     from .nets.sampler import ExtrinsicSampler
     from .nets.stylegan2 import Discriminator, Generator, GeneratorConfig
-    from .pipeline import StyleTransferPipeline, TransferResult, interp_weights
+    from .pipeline import PortraitOutput, StyleTransferPipeline, TransferResult, interp_weights
 
 
 def __getattr__(name: str) -> Any:

@@ -199,12 +199,13 @@ def check_free(targets: Iterable[Path], overwrite: bool) -> None:
 
 
 # ----------------------------------------------------------------------------------------- the run
-def stylize_files(pipe: "StyleTransferPipeline", inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
+def stylize_files(pipe: StyleTransferPipeline, inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
                   *, exemplar: Exemplar = 0, align: bool = True, all_faces: bool = False, paste_back: bool = False,
                   overview: bool = False, overwrite: bool = False, weights: Sequence[float] | None = None,
                   structure=None, color=None, preserve_color: bool = False,
                   truncation: float = TRANSFER_TRUNCATION, wplus: bool = False, seed: int | None = None,
-                  portrait_name: str | None = None, **transfer_options: Any) -> "StylizeRun":
+                  portrait_name: str | None = None, detector: str | None = None, face_threshold: float | None = None,
+                  **transfer_options: Any) -> StylizeRun:
     """Stylise photos (files or folders) with one exemplar into ``out_dir``: one :class:`FileResult` per photo.
 
     Per photo: :func:`faces.prepare_face` (the largest face, every face with ``all_faces``, or the centred square
@@ -242,7 +243,9 @@ def stylize_files(pipe: "StyleTransferPipeline", inputs: Iterable[str | os.PathL
     if isinstance(ex, (int, str)):
         pipe.codes.resolve_name(ex)  # an unknown id or name: now, before any photo
     ex_image = (ex if not isinstance(ex, (int, str)) else pipe.render_exemplar(ex)) if overview else None
-    run = _Run(pipe, out, ex, ex_image, tag, align, all_faces, paste_back, overwrite, options, portrait_name)
+    faces_options = {"detector": detector or "hog", "threshold": face_threshold}
+    run = _Run(pipe, out, ex, ex_image, tag, align, all_faces, paste_back, overwrite, options, portrait_name,
+               faces_options)
     return StylizeRun(_results(run, files), notices, ex_image)
 
 
@@ -253,7 +256,7 @@ class StylizeRun(Iterator[FileResult]):
     def __init__(self, results: Iterator[FileResult], notices: list[str], exemplar_image=None):
         self._results, self.notices, self.exemplar_image = results, notices, exemplar_image
 
-    def __iter__(self) -> "StylizeRun":
+    def __iter__(self) -> StylizeRun:
         return self
 
     def __next__(self) -> FileResult:
@@ -275,6 +278,7 @@ class _Run:
     overwrite: bool
     options: dict
     portrait_name: str | None = None
+    faces: dict = None
 
 
 def _results(run: _Run, files: Sequence[Path]) -> Iterator[FileResult]:
@@ -284,7 +288,7 @@ def _results(run: _Run, files: Sequence[Path]) -> Iterator[FileResult]:
         extras: list[Path] = []
         try:
             _stylize_one(run, path, stems[path], portraits, extras)
-        except Exception as e:  # noqa: BLE001 - a photo's own problem is its result; a bug goes on up
+        except Exception as e:
             if not is_user_error(e):
                 raise
             yield FileResult(path, tuple(portraits), tuple(extras), error=sentence(e), exception=e)
@@ -298,7 +302,7 @@ def _stylize_one(run: _Run, path: Path, stem: str, portraits: list[Path], extras
     from .images import load_image, make_grid, save_image, to_image, to_tensor
 
     photo = load_image(path)
-    faces = prepare_face(photo, run.align, run.all_faces, name=path)
+    faces = prepare_face(photo, run.align, run.all_faces, name=path, **(run.faces or {}))
     style = run.pipe.style
     numbered = len(faces) > 1
     names = [output_name(stem, style, run.tag, face=i if numbered else None) for i in range(len(faces))]

@@ -10,10 +10,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-from .defaults import BLEND_STEPS, GENERATE_COUNT, GENERATE_TRUNCATION, TRANSFER_TRUNCATION
+from .defaults import (
+    BLEND_STEPS,
+    GENERATE_COUNT,
+    GENERATE_TRUNCATION,
+    TRANSFER_TRUNCATION,
+)
 from .errors import UsageError, is_user_error, sentence
 
 EXIT_ERROR = 1
@@ -132,7 +137,13 @@ BLEND_GIF_SIDE = 256
 
 
 def cmd_blend(args) -> int:
-    from .batch import blend_names, check_free, check_inputs, check_output_folder, exemplar_tag
+    from .batch import (
+        blend_names,
+        check_free,
+        check_inputs,
+        check_output_folder,
+        exemplar_tag,
+    )
     from .images import save_animation, save_image, to_image
 
     check_inputs([Path(p) for p in (args.photo, args.photo_b) if p])
@@ -223,7 +234,7 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
-    if not value > 0 or value != value or value == float("inf"):
+    if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
     return value
 
@@ -410,7 +421,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", required=True)
     _inference_parsers(sub)
     _service_parsers(sub)
-    from .train.cli import add_parsers as _add_train_parsers  # train + one verb per step (no torch at parse time)
+    from .train.cli import (
+        add_parsers as _add_train_parsers,  # train + one verb per step (no torch at parse time)
+    )
 
     _add_train_parsers(sub)
     return parser
@@ -426,7 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # noqa: BLE001 - the CLI's contract: one sentence, non-zero exit
+    except Exception as e:
         if getattr(args, "debug", False):
             raise
         if is_user_error(e):

@@ -13,15 +13,35 @@ import os
 import re
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 from urllib.parse import urlparse
 
 from . import styles
-from .packs import (CODES, CODES_WANTED, ENCODER, ENCODER_WPLUS, GENERATOR, INSTYLE_CODES, PACK_FILES, PROJECT_URL,
-                    REFINED_CODES, SAMPLER, StylePackError, StylePackFiles, drive_sentence, first_file, join_words,
-                    local_style_folder, models_dir, models_home, placement, require_optional, shared_file,
-                    verify_style_pack)
+from .packs import (
+    CODES,
+    CODES_WANTED,
+    ENCODER,
+    ENCODER_WPLUS,
+    GENERATOR,
+    INSTYLE_CODES,
+    PACK_FILES,
+    PROJECT_URL,
+    REFINED_CODES,
+    SAMPLER,
+    StylePackError,
+    StylePackFiles,
+    drive_sentence,
+    first_file,
+    join_words,
+    local_style_folder,
+    models_dir,
+    models_home,
+    placement,
+    require_optional,
+    shared_file,
+    verify_style_pack,
+)
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +146,7 @@ class Hub:
         cached = None if self.force_download else self.cached(filename)
         if cached is None:
             self._check_reachable()
-        kwargs = dict(revision=self.revision, cache_dir=self.cache_dir, local_files_only=self.local_only)
+        kwargs = {"revision": self.revision, "cache_dir": self.cache_dir, "local_files_only": self.local_only}
         if self.force_download and not self.local_only:
             kwargs["force_download"] = True
         if announce is not None and cached is None and not self.local_only:

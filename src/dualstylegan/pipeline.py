@@ -15,19 +15,25 @@ from __future__ import annotations
 import logging
 import math
 import numbers
-import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence, Union
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
 import torch
 import torch.nn.functional as F
 
 from .codes import CodeBank
-from .defaults import BLEND_STEPS, GENERATE_BATCH, GENERATE_TRUNCATION, TRANSFER_TRUNCATION
+from .defaults import (
+    BLEND_STEPS,
+    GENERATE_BATCH,
+    GENERATE_TRUNCATION,
+    TRANSFER_TRUNCATION,
+)
 from .errors import DualStyleGANError
+from .inputs import ImageInput, OptionError, check_seed, local_feature_net
+from .inputs import as_photo as _as_photo
 from .nets.dualstylegan import DualStyleGAN
 from .nets.encoder import ENCODER_INPUT_SIZE
 from .nets.stylegan2 import Generator
@@ -38,10 +44,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: What the pipeline takes as a photo or an exemplar image: a file, a PIL image, an (H, W, 3) NumPy array (uint8,
-#: or float in [0, 1]) or an image tensor (1, 3, H, W) / (3, H, W) in [−1, 1]. A tensor is taken as it is (an
-#: aligned face); the others are prepared by :mod:`dualstylegan.faces` first.
-ImageInput = Union[str, os.PathLike, "Image.Image", np.ndarray, torch.Tensor]
 
 #: Length of a weight vector: one weight per layer of the paper's 1024² generator (``style_transfer.py --weight``
 #: takes 18); a smaller generator reads the first ``n_latent``, so a vector means the same at every size.
@@ -50,10 +52,6 @@ N_WEIGHTS = 18
 
 class WeightError(DualStyleGANError, ValueError):
     """An impossible weight vector (or truncation)."""
-
-
-class OptionError(DualStyleGANError, ValueError):
-    """An impossible option of a call: no portraits to draw, a blend of one frame, refining a code-bank exemplar."""
 
 
 def _missing(what: str) -> Exception:
@@ -119,7 +117,7 @@ class TransferResult:
     refine_distance: str | None = None  # the distance refine=N minimised ("LPIPS + contextual", …); None: no refine
 
     @property
-    def pil(self) -> "Image.Image":
+    def pil(self) -> Image.Image:
         """The portrait as a PIL image."""
         from .images import to_image
 
@@ -189,7 +187,7 @@ class StyleTransferPipeline:
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, *, device: str | torch.device = "cpu",
                         dtype: torch.dtype | None = None, wplus: bool = False, sampler: bool = False,
-                        cuda_graphs: bool = True, **hub_kwargs) -> "StyleTransferPipeline":
+                        cuda_graphs: bool = True, **hub_kwargs) -> StyleTransferPipeline:
         """A style name ("cartoon"), a local style folder or a hub id → a ready pipeline (see :mod:`hub`), on
         ``device`` (``"auto"``: the best one here, :func:`dualstylegan.devices.resolve_device`)."""
         from . import official
@@ -217,7 +215,7 @@ class StyleTransferPipeline:
         pipe._decoder_file = files.encoder
         return pipe.to(device, dtype)
 
-    def to(self, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> "StyleTransferPipeline":
+    def to(self, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> StyleTransferPipeline:
         for name in ("generator", "encoder", "encoder_wplus", "_decoder", "sampler"):
             net = getattr(self, name)
             if net is not None:
@@ -344,7 +342,7 @@ class StyleTransferPipeline:
         if isinstance(exemplar, (numbers.Integral, np.integer)) and not isinstance(exemplar, bool):
             return int(exemplar)
         if isinstance(exemplar, str) and (self.codes is None or not Path(exemplar).is_file()
-                                          or exemplar in self.codes.names()):
+                                          or exemplar in self.codes.names):
             return exemplar
         from .faces import prepare_exemplar
         from .images import to_tensor
@@ -439,9 +437,9 @@ class StyleTransferPipeline:
         if not getattr(self, "_looked_for_feature_nets", False):
             self._looked_for_feature_nets = True
             if self.lpips is None:
-                self.lpips = _local_feature_net("lpips")
+                self.lpips = local_feature_net("lpips")
             if self.vgg is None:
-                self.vgg = _local_feature_net("vgg")
+                self.vgg = local_feature_net("vgg")
         moved = []
         for net in (self.lpips, self.vgg):
             if isinstance(net, torch.nn.Module):
@@ -573,45 +571,3 @@ class StyleTransferPipeline:
             image = self.synthesize(intrinsic, ex_w, z_plus_latent=not wplus, input_is_latent=wplus,
                                     truncation=truncation, truncation_latent=0, use_res=True, interp_weights=w)
             yield image.clamp(-1, 1)
-
-
-# ---------------------------------------------------------------------------------------- helpers
-#: The largest seed: torch's generators take 64-bit seeds.
-MAX_SEED = 2**64 - 1
-
-
-def check_seed(seed) -> int:
-    """A usable seed: a whole number from 0 to :data:`MAX_SEED` (torch's generators take 64 bits)."""
-    if isinstance(seed, bool) or not isinstance(seed, (numbers.Integral, np.integer)) or not 0 <= seed <= MAX_SEED:
-        raise OptionError(f"the seed must be a whole number from 0 to 2**64 - 1, got {seed!r}")
-    return int(seed)
-
-
-def _as_photo(image):
-    """A NumPy array (H, W, 3 or 4, or H, W; uint8, or float in [0, 1]) → PIL image; files and PIL images as they are."""
-    if isinstance(image, np.ndarray):
-        from PIL import Image
-
-        a = image
-        if a.dtype != np.uint8:
-            a = np.clip(np.rint(np.nan_to_num(a.astype(np.float64)) * (255.0 if a.max(initial=0) <= 1.0 else 1.0)),
-                        0, 255).astype(np.uint8)
-        if a.ndim == 3 and a.shape[0] in (3, 4) and a.shape[-1] not in (3, 4):
-            a = a.transpose(1, 2, 0)  # channels first
-        if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (1, 3, 4)):
-            raise OptionError(f"an image array must be (H, W), (H, W, 3) or (H, W, 4), got shape {image.shape}")
-        return Image.fromarray(a[..., 0] if a.ndim == 3 and a.shape[-1] == 1 else a).convert("RGB")
-    if isinstance(image, (str, os.PathLike)):
-        return Path(image)
-    return image
-
-
-def _local_feature_net(key: str):
-    """LPIPS or VGG19 from weight files already on this machine, else None (nothing is downloaded)."""
-    from .train.weights import find_weights, load_feature_net, FeatureNets
-
-    try:
-        return load_feature_net(key, FeatureNets(), lambda k: find_weights(k))
-    except Exception as e:  # noqa: BLE001 - missing or unreadable: refine runs without it and says so
-        log.debug("no %s weights for refine: %s", key, e)
-        return None
