@@ -331,12 +331,16 @@ def load_training_checkpoint(path: str | Path, dualstylegan: bool = False, *, wh
     net_cls, config_of = (DualStyleGAN, dualstylegan_config) if dualstylegan else (Generator, generator_config)
     check_weights({k: obj[k] for k in ("g", "d", "g_optim", "d_optim") if isinstance(obj.get(k), dict)}, path)
     out: dict = {}
+    ema_storages = {t.untyped_storage().data_ptr() for t in ema_state.values() if isinstance(t, torch.Tensor)}
     for key in ("g_ema", "g"):
         state = dict(obj[key]) if key == "g" and isinstance(obj.get("g"), dict) else ema_state
         config = config_of(state, path)
-        # without its own 'g', g starts as a copy of g_ema: the two must not share tensors
-        out[key] = _build(lambda: net_cls(config), state, f"{name}['{key}']", adopt=state is not ema_state or
-                          key == "g_ema").train()
+        # g must never share tensors with g_ema (training g would move g_ema): without its own 'g' it starts as a
+        # copy, and a 'g' whose tensors torch.save stored once with g_ema's (the same tensors saved twice) is copied
+        shared = state is not ema_state and any(
+            t.untyped_storage().data_ptr() in ema_storages for t in state.values() if isinstance(t, torch.Tensor))
+        adopt = key == "g_ema" or (state is not ema_state and not shared)
+        out[key] = _build(lambda: net_cls(config), state, f"{name}['{key}']", adopt=adopt).train()
     d_state = dict(obj["d"])
     d_config = discriminator_config(d_state, path)
     out["d"] = _build(lambda: Discriminator(d_config), d_state, f"{name}['d']").train()
