@@ -44,7 +44,8 @@ from ..images import load_square
 from ..losses import STAGE3_VGG_WEIGHTS
 from ..nets.dualstylegan import DualStyleGAN
 from ..nets.stylegan2 import Discriminator
-from .loop import LoopConfig, TrainLoop, as_networks, mixing_noise
+from .gan import mixing_noise
+from .loop import LoopConfig, TrainLoop, as_networks
 from .pretrain import DualStyleGANStage, load_vgg
 
 #: Perceptual VGG19 L1 weights (relu1_1 … relu5_1) of the paired steps.
@@ -141,7 +142,7 @@ class FinetuneStage(DualStyleGANStage):
     ``id_inject``: 'fresh' (the reference) or 'shared' inject index of the ID loss's content image.
     ``sample_exstyles``: Z+ codes for the sample
     grid (e.g. the exemplars' z_e⁺; the first ``n_sample`` are used). ``kwargs``: the schedule of
-    :class:`~.loop.GANStage` (lr, r1, d_reg_every, …, ADA on by default as in the README's ``--augment`` runs).
+    :class:`~.gan.GANStage` (lr, r1, d_reg_every, …, ADA on by default as in the README's ``--augment`` runs).
     """
 
     name = "finetune_dualstylegan"

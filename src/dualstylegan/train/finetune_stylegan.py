@@ -13,7 +13,7 @@ Deliberate differences from the reference: the augmentation is the full ADA pipe
 distributions and an exactly aligned warp (:mod:`dualstylegan.train.ada`, which lists where it differs from
 ``non_leaking.py``; ``augment_kwargs={"flavor": "non_leaking"}`` draws as that file does); the written file holds
 ``d`` besides ``g_ema``. The EMA decay is kept the reference's constant per step whatever the
-batch, like every stage's (:data:`~.loop.EMA_DECAY`): scaled with the batch, one GPU's batch of 4 would leave g_ema
+batch, like every stage's (:data:`~.gan.EMA_DECAY`): scaled with the batch, one GPU's batch of 4 would leave g_ema
 ~85 % FFHQ weights after the 600 steps.
 """
 from __future__ import annotations
@@ -26,7 +26,8 @@ import torch
 from torch import nn
 
 from ..nets.stylegan2 import Discriminator, Generator
-from .loop import GANStage, LoopConfig, TrainLoop, as_networks, mixing_noise
+from .gan import GANStage, mixing_noise
+from .loop import LoopConfig, TrainLoop, as_networks
 
 #: Iterations of the reference run (``--iter 600``; destylization reads ``finetune-000600.pt``).
 FINETUNE_STYLEGAN_STEPS = 600
@@ -35,7 +36,7 @@ FINETUNE_STYLEGAN_STEPS = 600
 class FinetuneStyleGAN(GANStage):
     """g′: StyleGAN2 ``generator`` / ``discriminator`` (loaded from the FFHQ model by the caller) fine-tuned on style
     images. Networks ``g``, ``d``, ``g_ema`` (a copy of ``g`` unless given); optimizers ``g``, ``d``; every
-    parameter of g trains and the EMA covers all of g. ``kwargs``: the schedule of :class:`~.loop.GANStage` (lr, r1,
+    parameter of g trains and the EMA covers all of g. ``kwargs``: the schedule of :class:`~.gan.GANStage` (lr, r1,
     d_reg_every, path_regularize, g_reg_every, path_batch_shrink, mixing, augment, augment_p, ada_target, ada_kimg,
     ada_interval, ada_interval_images, ema_decay, augment_kwargs). The batch is D's real style images (B, 3, size, size).
     """

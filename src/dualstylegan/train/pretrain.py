@@ -41,7 +41,8 @@ from torch import nn
 from ..losses import LOSS_SIZE, STAGE2_VGG_WEIGHTS, pool_to
 from ..nets.dualstylegan import DualStyleGAN, DualStyleGANConfig
 from ..nets.stylegan2 import Discriminator, Generator
-from .loop import GANStage, LoopConfig, TrainLoop, accumulate, as_networks, mixing_noise
+from .gan import GANStage, mixing_noise
+from .loop import LoopConfig, TrainLoop, accumulate, as_networks
 
 #: (inject index l, relative length) of stage II: pretrain_dualstylegan.py runs ``iter // 10`` iterations at l = 7,
 #: ``iter // 10`` at l = 6 and ``iter`` at l = 5 (300 / 300 / 3000 for its ``--iter 3000``).
@@ -131,7 +132,7 @@ class DualStyleGANStage(GANStage):
     """What stages II and III share: networks ``g`` (trained), ``d``, ``g_ema``; only the extrinsic path
     (``res`` then ``style``, the reference optimizer's order) of ``g`` is trained, the intrinsic ``generator`` stays
     frozen; the EMA covers ``res`` only (as the reference: ``g_ema.style`` keeps its initial T_s although
-    ``g.style`` trains). ``kwargs``: the schedule of :class:`~.loop.GANStage` (augmentation off unless asked for,
+    ``g.style`` trains). ``kwargs``: the schedule of :class:`~.gan.GANStage` (augmentation off unless asked for,
     as the reference's stage II; stage III turns it on). ``loss_size``: images are pooled to it for the losses.
 
     Subclasses implement :meth:`d_loss` / :meth:`g_loss` and :meth:`path_codes`; :meth:`d_real` says which images
