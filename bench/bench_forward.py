@@ -42,6 +42,18 @@ class Row:
         return self.gmacs / self.median_s
 
 
+def cpu_model() -> str:
+    """lscpu's model name (what the capability line alone does not say)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    except OSError:
+        return "unknown CPU"
+    return next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")),
+                "unknown CPU")
+
+
 def sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
@@ -152,7 +164,9 @@ def main(argv=None) -> None:
                     with use_reference_ops(ref):
                         t, mem = measure(lambda: fn(graph), device, args.repeats)
                     rows.append(Row(model, batch, device, dtype_name, ops, t, mem, gmacs, peak))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs ({cpu_model()}), "
+          f"CPU capability {torch.backends.cpu.get_cpu_capability()}, load average "
+          + " ".join(f"{x:.1f}" for x in os.getloadavg())
           + (f", {torch.cuda.get_device_name()}" if "cuda" in devices else ""))
     head = (f"{'model':<20} {'batch':>5} {'device':>6} {'dtype':>8} {'ops':>10} {'median s':>9} {'peak MiB':>9} {'GMACs':>7} "
             f"{'GMAC/s':>7} {'of matmul':>9} {'speed-up':>8}")

@@ -128,8 +128,10 @@ def check_tensor(key: str, t: torch.Tensor) -> None:
 
 
 def _finite(t: torch.Tensor) -> bool:
-    """No NaN or Inf in ``t`` (max and min propagate NaN; no full-size temporary, unlike ``isfinite(t).all()``)."""
-    return bool(torch.isfinite(t.amax()) & torch.isfinite(t.amin()))
+    """No NaN or Inf in ``t`` (min and max propagate NaN; one pass over the data, no full-size temporary, unlike
+    ``isfinite(t).all()``)."""
+    lo, hi = torch.aminmax(t)
+    return bool(torch.isfinite(lo) & torch.isfinite(hi))
 
 
 def _storage_bytes(t: torch.Tensor) -> int:
