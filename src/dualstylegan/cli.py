@@ -19,6 +19,7 @@ from .defaults import (
     GENERATE_TRUNCATION,
     TRANSFER_TRUNCATION,
 )
+from .cli_options import common_options, face_options, style_option, weight_options
 from .errors import UsageError, is_user_error, sentence
 
 EXIT_ERROR = 1
@@ -269,73 +270,16 @@ def _port(text: str) -> int:
     return value
 
 
-def _presets() -> str:
-    """The registry's transfer presets, for --help: 'cartoon 0.75/1, caricature 1/1, anime 0 (layers 1-4) …'."""
-    from .styles import list_styles
-
-    def fmt(v) -> str:
-        return f"{v:g}" if isinstance(v, (int, float)) else "/".join(dict.fromkeys(f"{x:g}" for x in v)) + " by layer"
-
-    return ", ".join(f"{s.name} {fmt(s.structure)}/{fmt(s.color)}" for s in list_styles()[:3]) + \
-        ", others 0.75/1"
-
-
-def _style_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--style", default="cartoon",
-                   help="style name (cartoon, caricature, anime, arcane, comic, pixar, slamdunk, …), a local style "
-                        "folder or a Hugging Face repo id (default: cartoon)")
-
-
-def _common(p: argparse.ArgumentParser, output_help: str = "output folder, or a file name such as portrait.png "
-            "when one image is written (default: output)") -> None:
-    p.add_argument("--offline", action="store_true",
-                   help="use only files already downloaded, never the network, as HF_HUB_OFFLINE=1 (default: off)")
-    p.add_argument("-o", "--output", default="output", help=output_help)
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files (default: refuse)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
-                   help="where to run (default: auto, a GPU when there is one)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
-                   help="float16/bfloat16 are for GPUs (default: float32)")
-    p.add_argument("--debug", action="store_true", help="show tracebacks (default: one sentence per error)")
-
-
-def _weight_args(p: argparse.ArgumentParser, truncation: float, *, encodes: bool = True) -> None:
-    p.add_argument("--weights", type=float, nargs="+", metavar="W",
-                   help="the 18 per-layer weights in [0, 1], 0: the photo's own, 1: the exemplar's "
-                        "(default: the style's preset)")
-    p.add_argument("--structure", type=float,
-                   help=f"weight of layers 1-7 (structure) in [0, 1] (default: the style's preset: {_presets()})")
-    p.add_argument("--color", type=float, help="weight of layers 8-18 (color) in [0, 1] (default: the style's "
-                                               "preset, 1)")
-    p.add_argument("--truncation", type=float, default=truncation,
-                   help=f"scale the intrinsic (face) code toward 0 by this factor; 1: none (default: {truncation})")
-    if encodes:
-        p.add_argument("--wplus", action="store_true",
-                       help="encode in W+ with encoder_wplus.pt (default: Z+ with encoder.pt)")
-
-
-def _face_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--no-align", action="store_true",
-                   help="photos are already face crops: their centred square is used as it is (default: find and "
-                        "align the face); an --exemplar is aligned when it has a face either way")
-    p.add_argument("--detector", default="hog", choices=["hog", "cnn"],
-                   help="face detector: dlib's HOG, or its CNN (more robust, 15-30x slower on a CPU) "
-                        "(default: hog)")
-    p.add_argument("--face-threshold", type=float, metavar="SCORE",
-                   help="detector score a face needs; lower finds more, and more that are not faces "
-                        "(default: 0.4 for hog, 0.5 for cnn)")
-
-
 def _inference_parsers(sub) -> None:
     p = sub.add_parser("transfer", help="stylise face photos with an exemplar",
                        description="Stylise face photos with an exemplar of a style (paper §3.2).",
                        epilog=TRANSFER_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _style_arg(p)
+    style_option(p)
     p.add_argument("photos", nargs="+", help="photos or folders of photos")
     p.add_argument("--style-id", type=int, help="exemplar id in the style's code bank (default: 0)")
     p.add_argument("--exemplar", help="any exemplar image instead of a style id (default: none)")
     p.add_argument("--preserve-color", action="store_true", help="keep the photo's colors (default: the exemplar's)")
-    _face_args(p)
+    face_options(p)
     p.add_argument("--all-faces", action="store_true",
                    help="stylise every face (default: only the most confident one)")
     p.add_argument("--paste-back", action="store_true",
@@ -344,13 +288,13 @@ def _inference_parsers(sub) -> None:
                    help="also save content | reconstruction | exemplar as used | result (default: off)")
     p.add_argument("--seed", type=_seed, help="fresh noise from this seed, 0 to 2**64-1 (default: the stored noise)")
     p.add_argument("--quiet", action="store_true", help="no progress bar (default: a bar for several photos)")
-    _weight_args(p, TRANSFER_TRUNCATION)
-    _common(p)
+    weight_options(p, TRANSFER_TRUNCATION)
+    common_options(p)
     p.set_defaults(func=cmd_transfer)
 
     p = sub.add_parser("generate", help="random portraits in random styles (needs sampler.pt)",
                        description="Random portraits in random styles of a pack (paper §3.4), written as they come.")
-    _style_arg(p)
+    style_option(p)
     p.add_argument("-n", type=int, default=GENERATE_COUNT,
                    help=f"how many portraits (default: {GENERATE_COUNT})")
     p.add_argument("--seed", type=_seed, default=0, help="random seed, 0 to 2**64-1 (default: 0)")
@@ -358,13 +302,13 @@ def _inference_parsers(sub) -> None:
     p.add_argument("--fix-color", action="store_true", help="one color style for every portrait (default: off)")
     p.add_argument("--fix-structure", action="store_true",
                    help="one structure style for every portrait (default: off)")
-    _weight_args(p, GENERATE_TRUNCATION, encodes=False)
-    _common(p)
+    weight_options(p, GENERATE_TRUNCATION, encodes=False)
+    common_options(p)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("blend", help="interpolate between two exemplars (and/or two photos): frames and a GIF",
                        description="Interpolate between two exemplars and/or two photos (paper Fig. 13).")
-    _style_arg(p)
+    style_option(p)
     p.add_argument("photo", help="the content photo")
     p.add_argument("--photo-b", help="second content photo to interpolate toward (default: none)")
     p.add_argument("--style-id", type=int, default=0, help="first exemplar id (default: 0)")
@@ -372,8 +316,8 @@ def _inference_parsers(sub) -> None:
     p.add_argument("--steps", type=int, default=BLEND_STEPS, help=f"number of frames (default: {BLEND_STEPS})")
     p.add_argument("--no-align", action="store_true",
                    help="photos are already face crops: their centred square is used as it is (default: align)")
-    _weight_args(p, TRANSFER_TRUNCATION)
-    _common(p, "output folder (default: output)")
+    weight_options(p, TRANSFER_TRUNCATION)
+    common_options(p, "output folder (default: output)")
     p.set_defaults(func=cmd_blend)
 
 
@@ -426,6 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     _add_train_parsers(sub)
+    from .video_cli import add_parser as _add_video_parser  # the video verb (PyAV only when it runs)
+
+    _add_video_parser(sub)
     return parser
 
 

@@ -73,8 +73,9 @@ def style_names(published: str | None = None) -> Sequence[str]:
 
 
 for _style in (
-    # The three styles of the paper (§4): transfer presets from Fig. 6/7 and the README, training presets from the
-    # README's finetune_dualstylegan.py commands.
+    # The three styles of the paper (§4): transfer presets from Fig. 6/7 and the README. Training presets: cartoon's
+    # (1, 0.015) is the reference README's one finetune_dualstylegan.py command; caricature's (4, 0.005) and anime's
+    # (1, 0.02) come from the paper, not the reference code (whose finetune_dualstylegan.py defaults are (1, 0.01)).
     Style("cartoon", "hub", 0.75, 1.0, lambda_id=1.0, lambda_reg=0.015),
     Style("caricature", "hub", 1.0, 1.0, lambda_id=4.0, lambda_reg=0.005),
     Style("anime", "hub", (0.0, 0.0, 0.0, 0.0, 0.75, 0.75, 0.75), 1.0, lambda_id=1.0, lambda_reg=0.02),

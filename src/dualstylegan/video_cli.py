@@ -71,16 +71,14 @@ def _interrupt(signum, frame):
 
 def add_parser(sub) -> argparse.ArgumentParser:
     """Add the ``video`` verb to ``cli.build_parser``'s subparsers."""
-    from . import cli
-    from .cli import _common, _weight_args
+    from .cli_options import common_options, style_option, weight_options
 
     # The defaults live in dualstylegan.video (numpy and PyAV behind it): None here means "video's default", so
     # that parsing imports nothing heavy; the help repeats them in words.
 
     p = sub.add_parser("video", help="stylise every face of a video clip, keeping its size, timing and sound "
                                      "(needs the video extra: pip install 'dualstylegan[video]')")
-    if hasattr(cli, "_style_arg"):  # --style has its own helper in cli.py (being split out of _common)
-        cli._style_arg(p)
+    style_option(p)
     p.add_argument("input", help="the video clip (anything FFmpeg reads: .mp4, .mov, .mkv, …)")
     p.add_argument("--style-id", type=int, help="exemplar id in the style's code bank (default: 0)")
     p.add_argument("--exemplar", help="any exemplar image instead of a style id (its face is aligned)")
@@ -99,12 +97,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="constant rate factor: lower is better and larger, 0 lossless (default: 18)")
     p.add_argument("--preset", help="x264/x265 speed preset (default: medium)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    _weight_args(p, TRANSFER_TRUNCATION)
-    _common(p)
+    weight_options(p, TRANSFER_TRUNCATION)
+    common_options(p, "the output video (default: INPUT_STYLE.mp4 beside the input)")
     p.set_defaults(output=None)
-    for action in p._actions:  # -o is a file here, not a folder
-        if action.dest == "output":
-            action.help = "the output video (default: INPUT_STYLE.mp4 beside the input)"
     p.set_defaults(func=cmd_video)
     return p
 
