@@ -138,9 +138,14 @@ MODCONV_CASES = [  # (up, down, padding, kernel, demodulate)
 ]
 
 
-@pytest.mark.parametrize("batch", [1, 3], ids=["one-sample", "batch"])  # the fast path has a branch for each
+# the fast path has a branch for each: one sample, a batch sharing one convolution, a batch of large maps on the
+# CPU convolved sample by sample (ops.PER_SAMPLE_PIXELS, lowered here so that 6×6 maps take it)
+@pytest.mark.parametrize("batch,per_sample", [(1, False), (3, False), (3, True)],
+                         ids=["one-sample", "batch", "batch-per-sample"])
 @pytest.mark.parametrize("up,down,padding,k,demod", MODCONV_CASES)
-def test_modulated_conv2d_fast_matches_reference(up, down, padding, k, demod, batch):
+def test_modulated_conv2d_fast_matches_reference(up, down, padding, k, demod, batch, per_sample, monkeypatch):
+    monkeypatch.setattr(ops, "PER_SAMPLE_PIXELS", 1 if per_sample else 10 ** 9)
+    assert ops._per_sample(rand(batch, 4, 6, 6)) == per_sample
     x = rand(batch, 4, 6, 6)
     weight = rand(5, 4, k, k, seed=1)
     styles = rand(batch, 4, seed=2)
