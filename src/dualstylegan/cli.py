@@ -41,7 +41,8 @@ def _load_pipeline(args, *, sampler: bool = False):
     """The verb's pipeline and its weight options, both checked (a bad weight vector is one error, not one per photo)."""
     from . import hub
     from .devices import resolve_device, resolve_dtype
-    from .pipeline import StyleTransferPipeline, check_truncation
+    from .pipeline import StyleTransferPipeline
+    from .style_weights import check_truncation
 
     opts = {"weights": args.weights, "structure": args.structure, "color": args.color}
     device = resolve_device(args.device)

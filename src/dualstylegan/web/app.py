@@ -52,7 +52,7 @@ def say(e: BaseException) -> str:
 
 def parse_weights(text: str) -> list[float]:
     """'0.75, 0.75 … 1' → 18 floats (commas and/or spaces); a WeightError sentence otherwise."""
-    from ..pipeline import N_WEIGHTS, WeightError, check_weights
+    from ..style_weights import N_WEIGHTS, WeightError, check_weights
 
     parts = [p for p in re.split(r"[\s,;]+", (text or "").strip()) if p]
     try:
