@@ -99,10 +99,14 @@ class FaceCache:
 
     @staticmethod
     def _prepare(path: str, what: str, align: bool):
-        from ..faces import prepare_face
+        """A photo as the "align" box says; an exemplar aligned when it has a face, else its centred square
+        (:func:`dualstylegan.faces.prepare_exemplar`, as the CLI: never squashed, whatever the box says)."""
+        from ..faces import prepare_exemplar, prepare_face
         from .app import say
 
         try:
+            if what == "exemplar":
+                return prepare_exemplar(path).face.image
             return prepare_face(path, align)[0].image
         except Exception as e:  # a user error names the upload; a bug goes on up
             if not is_user_error(e):
