@@ -75,27 +75,42 @@ def cmd_transfer(args) -> int:
     from tqdm import tqdm
 
     from .batch import check_inputs, collect_inputs, split_output, stylize_files
+    from .sharding import barrier_and_gather, shard_from_env
 
     if args.exemplar and args.style_id is not None:
         raise UsageError("give either --style-id or --exemplar, not both")
+    shard = shard_from_env()  # one process, or this rank of a torchrun job
     files = check_inputs(collect_inputs(args.photos))  # every input before any model loads
     if args.exemplar:
         check_inputs([Path(args.exemplar)])
     _check_seed(args.seed)
     several = len(files) > 1 or args.overview or args.paste_back or args.all_faces
     out, name = split_output(args.output, several)
+    if shard.distributed and args.device in ("auto", "cuda"):
+        import torch
+
+        if torch.cuda.is_available():  # each rank on its own GPU of its machine
+            torch.cuda.set_device(shard.local_rank % torch.cuda.device_count())
     pipe, opts = _load_pipeline(args)
     exemplar = Path(args.exemplar) if args.exemplar else (args.style_id or 0)
     results = stylize_files(pipe, files, out, exemplar=exemplar, align=not args.no_align, all_faces=args.all_faces,
                             paste_back=args.paste_back, overview=args.overview, overwrite=args.overwrite,
                             preserve_color=args.preserve_color, truncation=args.truncation, wplus=args.wplus,
                             seed=args.seed, portrait_name=name, detector=args.detector,
-                            face_threshold=args.face_threshold, **opts)
-    for notice in results.notices:
-        print(f"note: {notice}", file=sys.stderr)
-    failures = 0
+                            face_threshold=args.face_threshold, resume=args.resume, shard=shard,
+                            batch_size=args.batch_size, workers=args.workers, **opts)
+    if shard.leader:
+        for notice in results.notices:
+            print(f"note: {notice}", file=sys.stderr)
+    who = f"[rank {shard.rank}] " if shard.distributed else ""
+    failures = skipped = 0
     counts = {"portrait": 0, "overview": 0, "pasted photo": 0}
-    for r in tqdm(results, total=len(files), desc="stylising", unit="photo", disable=args.quiet or len(files) < 2):
+    bar = tqdm(results, total=len(results), desc=f"{who}stylising", unit="photo",
+               disable=args.quiet or len(results) < 2)
+    for r in bar:
+        if r.skipped:
+            skipped += 1
+            continue
         counts["portrait"] += len(r.portraits)
         counts["pasted photo"] += sum(p.stem.endswith("_pasted") for p in r.extras)
         counts["overview"] += sum(p.stem.endswith("_overview") for p in r.extras)
@@ -103,9 +118,19 @@ def cmd_transfer(args) -> int:
             if args.debug:
                 raise r.exception
             failures += 1
-            tqdm.write(f"skipped {r.input}: {say(r.exception)}", file=sys.stderr)  # not through the bar
+            tqdm.write(f"{who}skipped {r.input}: {say(r.exception)}", file=sys.stderr)  # not through the bar
+    every = barrier_and_gather(shard, (counts, failures, skipped))  # rank 0 waits for the others
+    if every is None:
+        return EXIT_ERROR if failures else 0
+    counts = {k: sum(c[k] for c, _, _ in every) for k in counts}
+    failures, skipped = sum(f for _, f, _ in every), sum(s for _, _, s in every)
     where = out / name if name and counts["portrait"] == 1 else out
-    print(_summary(counts, where) + (f"; {failures} of {len(files)} photo(s) failed" if failures else ""))
+    line = _summary(counts, where)
+    if skipped:
+        line += f"; {skipped} photo(s) done by an earlier run"
+    if shard.distributed:
+        line += f"; {shard.world_size} processes"
+    print(line + (f"; {failures} of {len(files)} photo(s) failed" if failures else ""))
     return EXIT_ERROR if failures else 0
 
 
@@ -228,6 +253,10 @@ TRANSFER_EXAMPLES = """examples:
   dualstylegan transfer group.jpg --all-faces --paste-back
   dualstylegan transfer me.jpg --exemplar painting.png   any image: aligned if it has a face, else centre-cropped
   dualstylegan transfer crop.png --no-align --offline     an aligned face crop, only files already downloaded
+  dualstylegan transfer archive/ -o out --resume --workers 4 --batch-size 8
+                                                         thousands of photos; rerun the same command after a stop
+  torchrun --nproc-per-node 4 -m dualstylegan.cli transfer archive/ -o out --resume
+                                                         one process per GPU, each on its share of the files
 """
 
 
@@ -289,6 +318,14 @@ def _inference_parsers(sub) -> None:
                    help="also save content | reconstruction | exemplar as used | result (default: off)")
     p.add_argument("--seed", type=_seed, help="fresh noise from this seed, 0 to 2**64-1 (default: the stored noise)")
     p.add_argument("--quiet", action="store_true", help="no progress bar (default: a bar for several photos)")
+    p.add_argument("--resume", action="store_true",
+                   help="record each photo in OUTPUT/manifest*.jsonl; rerun the same command to skip what is done, "
+                        "retry what failed and redo what a kill interrupted (default: off)")
+    p.add_argument("--batch-size", type=int, default=1,
+                   help="faces per encoder/generator call; above 1 the pixels may differ from one-by-one by a "
+                        "rounding step (default: 1, bit for bit)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="processes that decode, detect and align ahead of the networks (default: 0, in line)")
     weight_options(p, TRANSFER_TRUNCATION)
     common_options(p)
     p.set_defaults(func=cmd_transfer)
