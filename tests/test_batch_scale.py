@@ -117,10 +117,10 @@ def test_files_in_flight_at_a_kill_are_redone(tiny_pipeline, tmp_path):
     assert [r.skipped for r in results] == [True, False] and results[1].ok
 
 
-def test_killed_mid_run_then_rerun_does_every_file_once(tiny_pack, tmp_path):
+def test_killed_mid_run_then_rerun_does_every_file_once(tiny_pack, tiny_pipeline, tmp_path):
     photos = folder_of(tmp_path, 40)
     clean = tmp_path / "clean"
-    assert cli(*transfer_args(tiny_pack, photos, clean)).wait(timeout=300) == 0
+    assert all(r.ok for r in stylize_files(tiny_pipeline, [photos], clean, align=False))
     out = tmp_path / "out"
     proc = cli(*transfer_args(tiny_pack, photos, out, "--resume"))
     deadline = time.monotonic() + 300
@@ -143,7 +143,6 @@ def test_killed_mid_run_then_rerun_does_every_file_once(tiny_pack, tmp_path):
 
 
 # ----------------------------------------------------------------------------------------- torchrun
-@pytest.mark.slow
 def test_two_ranks_under_torchrun_write_what_one_process_writes(tiny_pack, tmp_path):
     photos = folder_of(tmp_path, 9, bad=(4,))
     one = tmp_path / "one"
@@ -152,7 +151,7 @@ def test_two_ranks_under_torchrun_write_what_one_process_writes(tiny_pack, tmp_p
     assert p.returncode == 1
     two = tmp_path / "two"
     args = transfer_args(tiny_pack, photos, two, "--resume")
-    job = cli("-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "0", *args,
+    job = cli("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *args,
               env={"OMP_NUM_THREADS": "1"})
     stdout, stderr = job.communicate(timeout=300)
     assert job.returncode != 0  # one photo failed: the job says so
