@@ -1,7 +1,6 @@
 """Issue 14: folder runs at scale — the resumable manifest, sharding under torchrun, worker processes and batches."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -10,11 +9,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from dualstylegan.batch import stylize_files, stylize_images
-from dualstylegan.manifest import Manifest, manifest_parts, read_records
+from dualstylegan.manifest import manifest_parts, read_records
 from dualstylegan.sharding import Shard, shard_from_env
 
 STYLE = "tiny"

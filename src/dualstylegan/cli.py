@@ -19,41 +19,20 @@ from .defaults import (
     GENERATE_TRUNCATION,
     TRANSFER_TRUNCATION,
 )
-from .cli_options import common_options, face_options, style_option, weight_options
+from .cli_options import common_options, face_options, load_pipeline, style_option, weight_options
 from .errors import UsageError, is_user_error, sentence
 
 EXIT_ERROR = 1
-#: How this front end turns face alignment off, in the words of the library's messages (faces.SKIP_ALIGNMENT).
+#: How this front end turns face alignment off, in place of the library's words (errors.SKIP_ALIGNMENT).
 NO_ALIGN_HINT = "pass --no-align"
 
 
 def say(e: BaseException) -> str:
     """The sentence the CLI prints for a user error: the library's, with its own way to skip alignment."""
-    text = sentence(e)
-    faces = sys.modules.get("dualstylegan.faces")  # only an error from there mentions alignment
-    if faces is not None and isinstance(e, (faces.NoFaceError, faces.MissingExtraError)):
-        text = text.replace(faces.SKIP_ALIGNMENT, NO_ALIGN_HINT)
-    return text
+    return sentence(e, NO_ALIGN_HINT)
 
 
 # ----------------------------------------------------------------------------------------- helpers
-def _load_pipeline(args, *, sampler: bool = False):
-    """The verb's pipeline and its weight options, both checked (a bad weight vector is one error, not one per photo)."""
-    from . import hub
-    from .devices import resolve_device, resolve_dtype
-    from .pipeline import StyleTransferPipeline
-    from .style_weights import check_truncation
-
-    opts = {"weights": args.weights, "structure": args.structure, "color": args.color}
-    device = resolve_device(args.device)
-    dtype = resolve_dtype(args.dtype, device)
-    kw = {"local_files_only": True} if args.offline else {}
-    hub.announce = lambda line: print(line, file=sys.stderr, flush=True)  # before huggingface_hub's own bar
-    pipe = StyleTransferPipeline.from_pretrained(args.style, device=device, dtype=dtype,
-                                                 wplus=getattr(args, "wplus", False), sampler=sampler, **kw)
-    pipe.weights_for(**opts)
-    check_truncation(args.truncation)
-    return pipe, opts
 
 
 def _check_seed(seed):
@@ -74,7 +53,8 @@ def _summary(counts: dict[str, int], where) -> str:
 def cmd_transfer(args) -> int:
     from tqdm import tqdm
 
-    from .batch import check_inputs, collect_inputs, split_output, stylize_files
+    from .batch import stylize_files
+    from .outputs import check_inputs, collect_inputs, split_output
     from .sharding import barrier_and_gather, shard_from_env
 
     if args.exemplar and args.style_id is not None:
@@ -91,7 +71,7 @@ def cmd_transfer(args) -> int:
 
         if torch.cuda.is_available():  # each rank on its own GPU of its machine
             torch.cuda.set_device(shard.local_rank % torch.cuda.device_count())
-    pipe, opts = _load_pipeline(args)
+    pipe, opts = load_pipeline(args)
     exemplar = Path(args.exemplar) if args.exemplar else (args.style_id or 0)
     results = stylize_files(pipe, files, out, exemplar=exemplar, align=not args.no_align, all_faces=args.all_faces,
                             paste_back=args.paste_back, overview=args.overview, overwrite=args.overwrite,
@@ -135,7 +115,7 @@ def cmd_transfer(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from .batch import check_free, generate_names, split_output
+    from .outputs import check_free, generate_names, split_output
     from .defaults import GENERATE_BATCH
     from .images import save_image
 
@@ -143,7 +123,7 @@ def cmd_generate(args) -> int:
     if args.n < 1:
         raise UsageError(f"-n must be at least 1, got {args.n}")
     out, name = split_output(args.output, several=args.n > 1)
-    pipe, opts = _load_pipeline(args, sampler=True)
+    pipe, opts = load_pipeline(args, sampler=True)
     targets = [out / n for n in ([name] if name else generate_names(pipe.style, args.seed, args.n))]
     check_free(targets, args.overwrite)
     batches = pipe.iter_generate(args.n, seed=args.seed, batch_size=GENERATE_BATCH, fix_content=args.fix_content,
@@ -164,20 +144,14 @@ BLEND_GIF_SIDE = 256
 
 
 def cmd_blend(args) -> int:
-    from .batch import (
-        blend_names,
-        check_free,
-        check_inputs,
-        check_output_folder,
-        exemplar_tag,
-    )
+    from .outputs import blend_names, check_free, check_inputs, check_output_folder, exemplar_tag
     from .images import save_animation, save_image, to_image
 
     check_inputs([Path(p) for p in (args.photo, args.photo_b) if p])
     if args.steps < 2:
         raise UsageError(f"a blend needs at least 2 steps, got {args.steps}")
     out = check_output_folder(args.output)
-    pipe, opts = _load_pipeline(args)
+    pipe, opts = load_pipeline(args)
     tags = [exemplar_tag(i, pipe.codes) for i in (args.style_id, args.style_id_b) if i is not None]
     frame_names, gif_name = blend_names(Path(args.photo).stem, pipe.style, args.steps, *tags)
     targets = [out / n for n in frame_names]

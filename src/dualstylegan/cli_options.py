@@ -1,9 +1,10 @@
-"""The options the ``dualstylegan`` verbs share (style, weights, faces, output and device), one definition each;
-:mod:`dualstylegan.cli` and :mod:`dualstylegan.video_cli` build their verbs from them. Parsing only: nothing here
-imports torch."""
+"""The options the ``dualstylegan`` verbs share (style, weights, faces, output and device), one definition each, and
+the pipeline they describe (:func:`load_pipeline`); :mod:`dualstylegan.cli` and :mod:`dualstylegan.video_cli` build
+their verbs from them. Nothing here imports torch until a pipeline is loaded."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def presets_help() -> str:
@@ -63,4 +64,23 @@ def face_options(p: argparse.ArgumentParser) -> None:
                         "(default: 0.4 for hog, 0.5 for cnn)")
 
 
-__all__ = ["common_options", "face_options", "presets_help", "style_option", "weight_options"]
+def load_pipeline(args, *, sampler: bool = False):
+    """The verb's pipeline and its weight options, both checked (a bad weight vector is one error, not one per photo)."""
+    from . import hub
+    from .devices import resolve_device, resolve_dtype
+    from .pipeline import StyleTransferPipeline
+    from .style_weights import check_truncation
+
+    opts = {"weights": args.weights, "structure": args.structure, "color": args.color}
+    device = resolve_device(args.device)
+    dtype = resolve_dtype(args.dtype, device)
+    kw = {"local_files_only": True} if args.offline else {}
+    hub.announce = lambda line: print(line, file=sys.stderr, flush=True)  # before huggingface_hub's own bar
+    pipe = StyleTransferPipeline.from_pretrained(args.style, device=device, dtype=dtype,
+                                                 wplus=getattr(args, "wplus", False), sampler=sampler, **kw)
+    pipe.weights_for(**opts)
+    check_truncation(args.truncation)
+    return pipe, opts
+
+
+__all__ = ["load_pipeline", "common_options", "face_options", "presets_help", "style_option", "weight_options"]

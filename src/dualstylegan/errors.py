@@ -34,10 +34,17 @@ def short(exc: BaseException, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def sentence(e: BaseException) -> str:
-    """What a person reads of an error: its first line (our messages are one sentence)."""
-    text = str(e).strip() or type(e).__name__
-    return text.splitlines()[0]
+#: The words the library's messages use for turning face alignment off; each front end says it its own way
+#: (``sentence(e, skip_alignment="pass --no-align")``).
+SKIP_ALIGNMENT = "skip alignment"
+
+
+def sentence(e: BaseException, skip_alignment: str | None = None) -> str:
+    """What a person reads of an error: its first line (our messages are one sentence), with the front end's own
+    way to turn alignment off in place of :data:`SKIP_ALIGNMENT` when ``skip_alignment`` is given."""
+    text = (str(e).strip() or type(e).__name__).splitlines()[0]
+    return text.replace(SKIP_ALIGNMENT, skip_alignment) if skip_alignment and isinstance(e, DualStyleGANError) \
+        else text
 
 
 def missing(path: str | os.PathLike) -> str:
@@ -54,4 +61,4 @@ def missing(path: str | os.PathLike) -> str:
     return "is not a regular file"
 
 
-__all__ = ["DualStyleGANError", "UsageError", "is_user_error", "missing", "sentence", "short"]
+__all__ = ["SKIP_ALIGNMENT", "DualStyleGANError", "UsageError", "is_user_error", "missing", "sentence", "short"]

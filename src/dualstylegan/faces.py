@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .errors import DualStyleGANError
+from .errors import SKIP_ALIGNMENT, DualStyleGANError
 from .nets.encoder import ENCODER_INPUT_SIZE
 
 #: The side of the face crops the pipeline encodes: the pSp encoder's input (``style_transfer.py`` aligns at 256²).
@@ -30,7 +30,6 @@ FACE_SIZE = ENCODER_INPUT_SIZE
 DETECT_MAX_SIDE = 1024
 #: The words of :class:`NoFaceError` / :class:`MissingExtraError` that say how to do without alignment; a front end
 #: replaces them with its own control ("pass --no-align", "untick 'Align the face'").
-SKIP_ALIGNMENT = "skip alignment"
 _INSTALL_HINT = ("face alignment needs dlib and its landmark model: pip install 'dualstylegan[faces]' "
                  f"(or {SKIP_ALIGNMENT} for photos that are already aligned face crops)")
 

@@ -19,7 +19,7 @@ def cmd_video(args) -> int:
     from tqdm import tqdm
 
     from . import video
-    from .cli import _load_pipeline
+    from .cli_options import load_pipeline
     from .errors import UsageError
 
     if args.exemplar and args.style_id is not None:
@@ -28,7 +28,7 @@ def cmd_video(args) -> int:
     info = video.probe(src)  # a bad clip or output is refused before the networks load
     dst = Path(args.output) if args.output else src.with_name(f"{src.stem}_{Path(args.style).name}{'.mp4'}")
     video.check_output(src, dst, args.overwrite)
-    pipe, opts = _load_pipeline(args)
+    pipe, opts = load_pipeline(args)
     exemplar = args.style_id or 0
     if args.exemplar:
         from .faces import prepare_face

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..batch import blend_names, exemplar_tag, output_name
+from ..outputs import blend_names, exemplar_tag, output_name
 from ..defaults import BLEND_STEPS, GENERATE_TRUNCATION, TRANSFER_TRUNCATION
 from ..errors import is_user_error, sentence
+from .messages import say
 from .files import FaceCache, ResultFiles, WebError, inside
 
 log = logging.getLogger("dualstylegan.web")
@@ -29,8 +30,6 @@ log = logging.getLogger("dualstylegan.web")
 PAGE_SIZE = 16
 THUMBNAIL_SIZE = 128
 GALLERY, UPLOADED = "Gallery", "Uploaded image"
-#: How the page turns face alignment off, in the words of the library's messages (faces.SKIP_ALIGNMENT).
-NO_ALIGN_HINT = "untick 'Align the face'"
 BUG_MESSAGE = "Something went wrong on the server (it is logged); please try again"
 #: A progress callback: ``progress(fraction or (done, total), desc=..., unit=...)`` (``gr.Progress`` is one).
 Progress = Callable[..., Any]
@@ -38,16 +37,6 @@ Progress = Callable[..., Any]
 
 def _quiet(*args, **kwargs) -> None:
     """The progress callback of a handler called without one."""
-
-
-def say(e: BaseException) -> str:
-    """The sentence of a user error, capitalised, with the page's own way to skip alignment."""
-    from .. import faces
-
-    text = sentence(e)
-    if isinstance(e, (faces.NoFaceError, faces.MissingExtraError)):
-        text = text.replace(faces.SKIP_ALIGNMENT, NO_ALIGN_HINT)
-    return text[:1].upper() + text[1:]
 
 
 def parse_weights(text: str) -> list[float]:

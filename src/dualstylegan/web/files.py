@@ -102,7 +102,7 @@ class FaceCache:
         """A photo as the "align" box says; an exemplar aligned when it has a face, else its centred square
         (:func:`dualstylegan.faces.prepare_exemplar`, as the CLI: never squashed, whatever the box says)."""
         from ..faces import prepare_exemplar, prepare_face
-        from .app import say
+        from .messages import say
 
         try:
             if what == "exemplar":
