@@ -80,7 +80,7 @@ def stylize_files(pipe: StyleTransferPipeline, inputs: Iterable[str | os.PathLik
                   truncation: float = TRANSFER_TRUNCATION, wplus: bool = False, seed: int | None = None,
                   portrait_name: str | None = None, detector: str | None = None, face_threshold: float | None = None,
                   resume: bool = False, shard: Shard | None = None, batch_size: int = 1, workers: int = 0,
-                  **transfer_options: Any) -> StylizeRun:
+                  **transfer_options: Any) -> StylizeRun:  # ~80 lines, most of them the docstring
     """Stylise photos (files or folders) with one exemplar into ``out_dir``: one :class:`FileResult` per photo.
 
     Per photo: :func:`faces.prepare_face` (the largest face, every face with ``all_faces``, or the centred square

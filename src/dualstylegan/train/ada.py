@@ -1,4 +1,7 @@
-"""The full adaptive discriminator augmentation pipeline (ADA; Karras et al., "Training Generative Adversarial
+"""(One module of ~540 lines on purpose: the draws, the matrices they build, the warp and the controller are one
+pipeline whose order and conventions must stay together to stay reproducible.)
+
+The full adaptive discriminator augmentation pipeline (ADA; Karras et al., "Training Generative Adversarial
 Networks with Limited Data", NeurIPS 2020, §2–3 and Appendix B/C), as the DualStyleGAN reference fine-tunes g′ with
 it (rosinality's ``non_leaking.py``: ``augment``, ``random_apply_affine``, ``random_apply_color``,
 ``AdaptiveAugment``), in plain differentiable PyTorch. Images are (B, C, H, W) in [−1, 1].
