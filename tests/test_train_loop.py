@@ -137,3 +137,17 @@ def test_kill_during_checkpoint_write_keeps_the_previous_checkpoint(tmp_path):
     assert ckpt["step"] == 2
     resumed = run(tmp_path, 6)
     assert states_equal(resumed, run(tmp_path / "fresh", 6))
+
+
+def test_a_damaged_checkpoint_says_to_restart_the_step(tmp_path):
+    """A training checkpoint that cannot be read is not something to download again: the step starts over."""
+    import pytest
+
+    from dualstylegan.checkpoints import CheckpointError
+
+    run(tmp_path, 2)
+    ckpt = tmp_path / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])  # cut short, as a full disk or a bad copy does
+    with pytest.raises(CheckpointError, match="--restart") as info:
+        run(tmp_path, 4)
+    assert "download" not in str(info.value) and str(ckpt) in str(info.value)
