@@ -329,7 +329,7 @@ def test_weight_file_not_given_and_not_found(assets, tmp_path):
 
 def test_several_missing_weight_files_are_listed_one_per_line(tmp_path):
     """With no weight file at all: a first sentence, then one line per file with its option and where to get it."""
-    from dualstylegan.train.weights import WEIGHT_FILES
+    from dualstylegan.weight_files import WEIGHT_FILES
 
     style = write_style_set(tmp_path / "styles", n=2)
     rc, stdout, stderr = run_cli(["train", str(style), "--name", NAME, "--work-dir", str(tmp_path / "work"), *QUICK])
@@ -343,7 +343,7 @@ def test_several_missing_weight_files_are_listed_one_per_line(tmp_path):
 
 
 def test_weight_files_are_found_in_the_usual_places(assets, tmp_path, monkeypatch):
-    from dualstylegan.train.weights import find_weights, search_folders
+    from dualstylegan.weight_files import find_weights, search_folders
 
     torch_home = tmp_path / "torch"
     monkeypatch.setenv("TORCH_HOME", str(torch_home))
@@ -473,7 +473,7 @@ def test_injected_feature_nets_need_no_weight_files(trained, tmp_path):
     """Library use: FeatureNets modules replace the VGG19 / LPIPS / IR-SE50 files (the other paths come from the
     work dir's recipe.json)."""
     from dualstylegan.train.recipe import RecipeConfig, train_style
-    from dualstylegan.train.weights import FeatureNets
+    from dualstylegan.weight_files import FeatureNets
 
     work = tmp_path / "work"
     shutil.copytree(trained["work"], work)

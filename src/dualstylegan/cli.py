@@ -19,6 +19,7 @@ from .defaults import (
     GENERATE_TRUNCATION,
     TRANSFER_TRUNCATION,
 )
+from .argtypes import positive_float, positive_int, seed_number
 from .cli_options import common_options, face_options, load_pipeline, style_option, weight_options
 from .errors import UsageError, is_user_error, sentence
 
@@ -234,36 +235,6 @@ TRANSFER_EXAMPLES = """examples:
 """
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to 2**64 - 1, got {text!r}") from None
-    if not 0 <= value <= 2**64 - 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to 2**64 - 1, got {text!r}")
-    return value
-
-
 def _port(text: str) -> int:
     try:
         value = int(text)
@@ -290,7 +261,7 @@ def _inference_parsers(sub) -> None:
                    help="also paste the result into the original photo (default: off)")
     p.add_argument("--overview", action="store_true",
                    help="also save content | reconstruction | exemplar as used | result (default: off)")
-    p.add_argument("--seed", type=_seed, help="fresh noise from this seed, 0 to 2**64-1 (default: the stored noise)")
+    p.add_argument("--seed", type=seed_number, help="fresh noise from this seed, 0 to 2**64-1 (default: the stored noise)")
     p.add_argument("--quiet", action="store_true", help="no progress bar (default: a bar for several photos)")
     p.add_argument("--resume", action="store_true",
                    help="record each photo in OUTPUT/manifest*.jsonl; rerun the same command to skip what is done, "
@@ -309,7 +280,7 @@ def _inference_parsers(sub) -> None:
     style_option(p)
     p.add_argument("-n", type=int, default=GENERATE_COUNT,
                    help=f"how many portraits (default: {GENERATE_COUNT})")
-    p.add_argument("--seed", type=_seed, default=0, help="random seed, 0 to 2**64-1 (default: 0)")
+    p.add_argument("--seed", type=seed_number, default=0, help="random seed, 0 to 2**64-1 (default: 0)")
     p.add_argument("--fix-content", action="store_true", help="one face for every portrait (default: off)")
     p.add_argument("--fix-color", action="store_true", help="one color style for every portrait (default: off)")
     p.add_argument("--fix-structure", action="store_true",
@@ -351,9 +322,9 @@ def _service_parsers(sub) -> None:
                    help="style packs to serve (default: every pack ready on this machine, else cartoon)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=_port, default=7860, help="port to listen on (default: 7860)")
-    p.add_argument("--max-concurrency", type=_positive_int, default=1,
+    p.add_argument("--max-concurrency", type=positive_int, default=1,
                    help="model calls run at once; the rest queue (default: 1)")
-    p.add_argument("--max-upload-mb", type=_positive_float, default=10,
+    p.add_argument("--max-upload-mb", type=positive_float, default=10,
                    help="largest accepted upload in megabytes (default: 10)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
                    help="where to run (default: auto, a GPU when there is one)")

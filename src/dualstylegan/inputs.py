@@ -61,7 +61,7 @@ def as_photo(image):
 
 def local_feature_net(key: str):
     """LPIPS or VGG19 from weight files already on this machine, else None (nothing is downloaded)."""
-    from .train.weights import FeatureNets, find_weights, load_feature_net
+    from .weight_files import FeatureNets, find_weights, load_feature_net
 
     try:
         return load_feature_net(key, FeatureNets(), lambda k: find_weights(k))

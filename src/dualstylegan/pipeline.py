@@ -372,7 +372,7 @@ class StyleTransferPipeline:
     # ------------------------------------------------------------------------------------ optimisation
     #: Feature networks of the latent optimisations below (:mod:`dualstylegan.refine`); a style pack carries
     #: neither. Left None, they are loaded on first use from weight files already on this machine
-    #: (:func:`dualstylegan.train.weights.find_weights`: the lpips package's ``vgg.pth`` with torchvision's VGG16,
+    #: (:func:`dualstylegan.weight_files.find_weights`: the lpips package's ``vgg.pth`` with torchvision's VGG16,
     #: torchvision's VGG19; nothing is downloaded); set them to modules of your own, or to ``False`` to do without.
     lpips = None
     vgg = None

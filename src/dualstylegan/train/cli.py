@@ -1,7 +1,7 @@
 """The training verbs of ``dualstylegan``: ``train`` (every step, resumable) and one verb per registered step.
 
 Parsing only: the verbs and their help come from the step registry (:mod:`dualstylegan.train.step`), the options
-from :class:`~dualstylegan.train.config.RecipeConfig`'s fields and :data:`~dualstylegan.train.weights.WEIGHT_FILES`
+from :class:`~dualstylegan.train.config.RecipeConfig`'s fields and :data:`~dualstylegan.weight_files.WEIGHT_FILES`
 — none of which imports torch, so ``dualstylegan --help`` stays fast. Errors are exceptions with a one-sentence
 message (the main CLI prints ``error: <sentence>``, exit 1).
 """
@@ -98,7 +98,7 @@ def _listing_missing_files(cmd):
 
     @functools.wraps(cmd)
     def run(args) -> int:
-        from .weights import MissingWeightsError
+        from ..weight_files import MissingWeightsError
 
         try:
             return cmd(args)

@@ -5,13 +5,14 @@ option in its metadata, so :mod:`dualstylegan.train.cli` builds its options from
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from ..argtypes import positive_float, positive_int
 
 #: A style needs at least this many usable images (the paper's sets have a few hundred).
 MIN_STYLE_IMAGES = 2
@@ -57,27 +58,6 @@ class LoopConfig:
         from ..devices import resolve_device
 
         return replace(self, steps=int(steps), out_dir=Path(out_dir), device=resolve_device(self.device))
-
-
-# ------------------------------------------------------------------------------------------- option types
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} must be greater than 0")
-    return value
 
 
 def option(default: Any, group: str | None, flag: str | None = None, help: str | None = None, **argparse_kw: Any):
@@ -213,4 +193,4 @@ class RecipeConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-__all__ = ["MIN_STYLE_IMAGES", "LoopConfig", "RecipeConfig", "option", "positive_float", "positive_int"]
+__all__ = ["MIN_STYLE_IMAGES", "LoopConfig", "RecipeConfig", "option"]

@@ -46,7 +46,8 @@ from ..nets.dualstylegan import DualStyleGAN
 from ..nets.stylegan2 import Discriminator
 from .gan import mixing_noise
 from .loop import LoopConfig, TrainLoop, as_networks
-from .pretrain import DualStyleGANStage, load_vgg
+from ..weight_files import load_id_loss, load_vgg
+from .pretrain import DualStyleGANStage
 
 #: Perceptual VGG19 L1 weights (relu1_1 … relu5_1) of the paired steps.
 FINETUNE_VGG_WEIGHTS = STAGE3_VGG_WEIGHTS
@@ -340,26 +341,6 @@ def load_pretrain_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return load_training_checkpoint(path, dualstylegan=True, what="a pre-trained DualStyleGAN (generator-pretrain.pt)",
                                     no_discriminator="give the pre-training file (generator-pretrain.pt), not a "
                                                      "style's generator.pt.")
-
-
-def load_id_loss(identity: str | os.PathLike | nn.Module | Callable | None):
-    """The identity loss: ``model_ir_se50.pth`` or an :class:`IdentityNet` → ``losses.IdentityLoss``; a callable
-    (fake, content) → loss as is; None stays None."""
-    from ..nets.encoder import IdentityNet
-
-    if identity is None:
-        return None
-    if isinstance(identity, (str, os.PathLike)):
-        from ..official import load_identity_net
-
-        identity = load_identity_net(identity)
-    if isinstance(identity, IdentityNet):
-        from ..losses import IdentityLoss
-
-        return IdentityLoss(identity)
-    if callable(identity):
-        return identity
-    raise TypeError(f"id_loss must be a model_ir_se50.pth path, an IdentityNet or a callable, not {type(identity)}")
 
 
 def finetune(pretrained: str | os.PathLike | Sequence[nn.Module] | Mapping[str, Any],

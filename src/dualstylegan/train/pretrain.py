@@ -41,6 +41,7 @@ from torch import nn
 from ..losses import LOSS_SIZE, STAGE2_VGG_WEIGHTS, pool_to
 from ..nets.dualstylegan import DualStyleGAN, DualStyleGANConfig
 from ..nets.stylegan2 import Discriminator, Generator
+from ..weight_files import load_vgg
 from .gan import GANStage, mixing_noise
 from .loop import LoopConfig, TrainLoop, accumulate, as_networks
 
@@ -344,19 +345,6 @@ class PretrainStage(DualStyleGANStage):
 
 
 # ------------------------------------------------------------------------------------------- one call
-def load_vgg(vgg: str | os.PathLike | nn.Module | Callable | None, device: str | torch.device | None = None):
-    """A VGG19Features from torchvision's ``vgg19`` weights file, or the given module / loss callable as is; a
-    module goes to ``device`` (when given) in eval mode."""
-    if isinstance(vgg, (str, os.PathLike)):
-        from ..checkpoints import load_torch_file
-        from ..nets.perceptual import VGG19Features
-
-        net = VGG19Features()
-        net.load_state_dict(load_torch_file(vgg))
-        vgg = net
-    if isinstance(vgg, nn.Module):
-        vgg = (vgg.to(device) if device is not None else vgg).eval()
-    return vgg
 
 
 def save_pretrained_stage(path: str | os.PathLike, stage: DualStyleGANStage) -> None:

@@ -25,7 +25,7 @@ checkpoint their own generators, and destylization and refinement seed each imag
 process nor a run killed anywhere and started again draws differently. (On a GPU, bit-identical also needs
 deterministic kernels; torch does not promise them by default.)
 
-The feature nets of the losses are weight files the user supplies (:mod:`dualstylegan.train.weights` says where
+The feature nets of the losses are weight files the user supplies (:mod:`dualstylegan.weight_files` says where
 they are looked for); every file a step still to run needs is checked before anything runs, and missing ones stop
 the run with one sentence, then one line per missing file saying where to get it. Tests (and callers with their own networks) pass :class:`FeatureNets` instead.
 """
@@ -43,11 +43,11 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import read_json, write_json
+from ..weight_files import WEIGHT_FILES, FeatureNets, MissingWeightsError, find_weights, load_feature_net, lpips_is_full
 from .config import MIN_STYLE_IMAGES, LoopConfig, RecipeConfig
 from .seeding import seeded
 from .step import RecipeError, Step
 from .steps import get_step, step_names, steps
-from .weights import WEIGHT_FILES, FeatureNets, MissingWeightsError, find_weights, load_feature_net, lpips_is_full
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ class Step:
 
     ``run(recipe, folder)`` does the work in the step's folder → :data:`StepOutput`. ``settings(recipe)``: what its
     result depends on besides its inputs (JSON-able). ``depends``: the steps whose outputs it reads. ``needs``: the
-    weight-file keys it needs (:data:`dualstylegan.train.weights.WEIGHT_FILES`), or a function of the recipe.
+    weight-file keys it needs (:data:`dualstylegan.weight_files.WEIGHT_FILES`), or a function of the recipe.
     ``loop``: run by every rank under ``torchrun`` (the training-loop steps; the others run on rank 0), and resumable
     with a larger iteration count. ``check(recipe)``: what to verify before anything runs (raises
     :class:`RecipeError`). ``instant(recipe)``: running it now costs nothing (a later step may run it on demand).

@@ -34,7 +34,7 @@ def needs(recipe) -> tuple[str, ...]:
 def check(recipe) -> None:
     c = recipe.config
     if c.pretrained is not None and not Path(c.pretrained).is_file():
-        from ..weights import MissingWeightsError
+        from ...weight_files import MissingWeightsError
 
         raise MissingWeightsError(f"The pre-trained DualStyleGAN {c.pretrained} does not exist: give --pretrained "
                                   "PATH to a generator-pretrain.pt, or leave it out to pre-train.")

@@ -1,5 +1,6 @@
-"""The weight files of training's losses and networks: where each is published, where it is looked for, how it is
-downloaded, and loading the feature nets (LPIPS, VGG19, IR-SE50) from them — or taking them as modules
+"""The weight files of the loss networks and of training (FFHQ StyleGAN2, pSp encoder, VGG19, LPIPS, IR-SE50): where
+each is published, where it is looked for, how it is downloaded, and loading the feature nets from them (the
+pipeline's refinement uses LPIPS and VGG19 too) — or taking them as modules
 (:class:`FeatureNets`, what tests and callers with their own networks pass).
 """
 from __future__ import annotations
@@ -11,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .step import RecipeError
+from .errors import DualStyleGANError
 
 log = logging.getLogger(__name__)
 
 
-class MissingWeightsError(RecipeError, FileNotFoundError):
+class MissingWeightsError(DualStyleGANError, FileNotFoundError):
     """A weight file the recipe needs is not there; the message names it and says where to get it.
 
     ``line``: the file's entry in a list of several (:meth:`several`): the option and file name, where to get it,
@@ -76,7 +77,7 @@ def _torch_hub_dir() -> Path:
 
 def search_folders(key: str) -> list[Path]:
     """Where :func:`find_weights` looks for a weight file that was not given (in this order)."""
-    from ..hub import models_home
+    from .hub import models_home
 
     home = models_home()
     if key == "lpips":
@@ -98,7 +99,7 @@ def search_folders(key: str) -> list[Path]:
 def download(spec: WeightFile) -> Path | None:
     """Fetch a weight file that has a direct URL (or encoder.pt from the Hugging Face Hub); None when impossible."""
     if spec.key == "encoder":
-        from ..hub import HUB_REPO, HUB_REVISION, Hub
+        from .hub import HUB_REPO, HUB_REVISION, Hub
 
         return Hub(HUB_REPO, HUB_REVISION, None, False).get("models/encoder.pt")
     if spec.url is None:
@@ -134,7 +135,7 @@ def find_weights(key: str, given: str | os.PathLike | None = None, *, download: 
             if (folder / name).is_file():
                 return folder / name
     if key == "encoder":
-        from ..hub import HUB_REPO, HUB_REVISION, Hub
+        from .hub import HUB_REPO, HUB_REVISION, Hub
 
         hit = Hub(HUB_REPO, HUB_REVISION, None, True).cached("models/encoder.pt")
         if hit is not None:
@@ -165,12 +166,12 @@ class FeatureNets:
 def load_lpips(lin: str | os.PathLike, vgg16: str | os.PathLike | None = None):
     """LPIPS from the lpips package's ``vgg.pth`` (the linear layers) and torchvision's ``vgg16`` weights — or from
     one full LPIPS state dict (backbone included), which needs no ``vgg16``."""
-    from ..checkpoints import load_torch_file
-    from ..nets.perceptual import LPIPS
+    from .checkpoints import CheckpointError, load_torch_file
+    from .nets.perceptual import LPIPS
 
     state = load_torch_file(lin)
     if not isinstance(state, Mapping):
-        raise RecipeError(f"{Path(lin).name} is not an LPIPS weights file (vgg.pth of the lpips package).")
+        raise CheckpointError(f"{Path(lin).name} is not an LPIPS weights file (vgg.pth of the lpips package).")
     net = LPIPS()
     if any(str(k).startswith("net.") for k in state):
         net.load_state_dict(dict(state))
@@ -178,7 +179,7 @@ def load_lpips(lin: str | os.PathLike, vgg16: str | os.PathLike | None = None):
     try:
         net.load_lin_state_dict(state)
     except KeyError as exc:
-        raise RecipeError(f"{Path(lin).name} is not the LPIPS v0.1 VGG file vgg.pth ({exc.args[0]}).") from None
+        raise CheckpointError(f"{Path(lin).name} is not the LPIPS v0.1 VGG file vgg.pth ({exc.args[0]}).") from None
     if vgg16 is None:
         raise MissingWeightsError(f"{Path(lin).name} holds LPIPS's linear layers only: give --lpips-vgg16 PATH to "
                                   f"vgg16-397923af.pth ({WEIGHT_FILES['lpips_vgg16'].source}).")
@@ -188,7 +189,7 @@ def load_lpips(lin: str | os.PathLike, vgg16: str | os.PathLike | None = None):
 
 def lpips_is_full(path: str | os.PathLike) -> bool:
     """Whether an LPIPS file holds the VGG16 backbone too (then no separate vgg16 file is needed)."""
-    from ..checkpoints import load_torch_file
+    from .checkpoints import load_torch_file
 
     try:
         state = load_torch_file(path)
@@ -197,13 +198,48 @@ def lpips_is_full(path: str | os.PathLike) -> bool:
     return isinstance(state, Mapping) and any(str(k).startswith("net.") for k in state)
 
 
+def load_vgg(vgg: Any, device: Any = None):
+    """A VGG19Features from torchvision's ``vgg19`` weights file, or the given module / loss callable as is; a
+    module goes to ``device`` (when given) in eval mode."""
+    if isinstance(vgg, (str, os.PathLike)):
+        from .checkpoints import load_torch_file
+        from .nets.perceptual import VGG19Features
+
+        net = VGG19Features()
+        net.load_state_dict(load_torch_file(vgg))
+        vgg = net
+    import torch
+
+    if isinstance(vgg, torch.nn.Module):
+        vgg = (vgg.to(device) if device is not None else vgg).eval()
+    return vgg
+
+
+def load_id_loss(identity: Any):
+    """The identity loss: ``model_ir_se50.pth`` or an :class:`IdentityNet` → ``losses.IdentityLoss``; a callable
+    (fake, content) → loss as is; None stays None."""
+    from .nets.encoder import IdentityNet
+
+    if identity is None:
+        return None
+    if isinstance(identity, (str, os.PathLike)):
+        from .official import load_identity_net
+
+        identity = load_identity_net(identity)
+    if isinstance(identity, IdentityNet):
+        from .losses import IdentityLoss
+
+        return IdentityLoss(identity)
+    if callable(identity):
+        return identity
+    raise TypeError(f"id_loss must be a model_ir_se50.pth path, an IdentityNet or a callable, not {type(identity)}")
+
+
 def load_feature_net(key: str, nets: FeatureNets, weights) -> Any:
     """Feature net ``key`` ('vgg', 'lpips' or 'identity'): the module in ``nets``, else loaded from its weight file
     (``weights(key)`` → path). The identity net comes as the identity loss (x, y) → loss."""
     given = getattr(nets, key)
     if key == "vgg":
-        from .pretrain import load_vgg
-
         return given if given is not None else load_vgg(os.fspath(weights("vgg")))
     if key == "lpips":
         if given is not None:
@@ -211,8 +247,6 @@ def load_feature_net(key: str, nets: FeatureNets, weights) -> Any:
         lin = weights("lpips")
         return load_lpips(lin, None if lpips_is_full(lin) else weights("lpips_vgg16"))
     if key == "identity":
-        from .finetune import load_id_loss
-
         return load_id_loss(given if given is not None else os.fspath(weights("identity")))
     raise KeyError(key)
 
