@@ -455,6 +455,25 @@ def test_random_portraits_and_blend_in_the_browser(page, photos, tmp_path):
     assert not page.external, f"the page tried to leave localhost: {page.external}"
 
 
+def test_video_tab_in_the_browser(page, tmp_path):
+    """The Video tab: a clip uploaded, an exemplar clicked, the result played in the page and offered as an MP4."""
+    pytest.importorskip("av")
+    import test_video
+
+    clip = test_video.write_clip(tmp_path / "clip.mp4", [test_video.astronaut(64)] * 4)
+    page.get_by_role("tab", name="Video").click()
+    page.locator("#video-clip input[type=file]").set_input_files(str(clip))
+    page.locator("#video-gallery button.thumbnail-item").nth(1).click()
+    page.wait_for_function("() => document.querySelector('#video-chosen').innerText.includes('001')")
+    assert page.locator("#video-style-id input").input_value() == "1"
+    page.locator("#video-size input[value=full]").check()
+    page.locator("#video-run").click()
+    page.wait_for_function("() => { const v = document.querySelector('#video-result video');"
+                           " return v && (v.currentSrc || v.src).includes('clip_tiny_001'); }", timeout=120_000)
+    assert "clip_tiny_001" in page.locator("#video-file").inner_text()  # the MP4, for download
+    assert "4 frames of 64×64" in page.locator("#video-info").inner_text()
+    assert not page.external, f"the page tried to leave localhost: {page.external}"
+
 # ----------------------------------------------------------------------------------------- stops and load (issue 10)
 SERVER = """
 import sys

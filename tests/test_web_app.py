@@ -316,3 +316,84 @@ def test_memory_returns_to_its_baseline_after_large_photos(tmp_path):
                           timeout=300, check=True)
     n, baseline, after = map(int, proc.stdout.split())
     assert n == 16 and after - baseline < 150, f"{baseline} MB → {after} MB"
+
+
+# ------------------------------------------------------------------------------------------------ the Video tab
+def video_helpers():
+    """tests/test_video.py's clip writer and fake faces (PyAV needed: the test is skipped without it)."""
+    pytest.importorskip("av")
+    import test_video
+
+    return test_video
+
+
+def no_stylising(monkeypatch):
+    """Any call of stylize_video fails the test: a refusal must come before any work."""
+    from dualstylegan import video
+
+    def stylize_video(*args, **kwargs):
+        raise AssertionError("stylize_video ran")
+    monkeypatch.setattr(video, "stylize_video", stylize_video)
+
+
+def test_video_tab_stylises_a_short_clip(app, tmp_path):
+    """4 frames of 64² with a face and a sine: an MP4 in the app's result folder, 4 frames of 64², the same
+    sound, the face changed, the progress reported in frames."""
+    from dualstylegan.tracking import FaceTracker
+
+    tv = video_helpers()
+    clip = tv.write_clip(tmp_path / "clip.mp4", [tv.astronaut(64)] * 4)
+    faces = tv.FakeFaces()
+    faces.truth = [tv.fake_landmarks(32, 30, 14)]
+    calls = []
+    path, info = app.video("tiny", str(clip), 1, "full", progress=lambda *a, **k: calls.append((a, k)),
+                           tracker=FaceTracker(detect=faces.detect, refit=faces.refit))
+    assert Path(path).suffix == ".mp4" and Path(path).is_relative_to(app.outputs.folder / "results")
+    assert Path(path).name == "clip_tiny_001.mp4"
+    out, _, _ = tv.decode(Path(path))
+    src, _, _ = tv.decode(clip)
+    assert len(out) == 4 and out[0].shape == (64, 64, 3)
+    assert np.abs(out[0].astype(int) - src[0]).mean() > 3  # the face was stylised
+    assert tv.audio_packets(Path(path)) == tv.audio_packets(clip)
+    assert calls[-1] == (((4, 4),), {"desc": "stylising the frames", "unit": "frames"})
+    assert info.startswith("tiny, exemplar 1 (001.jpg); 4 frames of 64×64, 4 faces in 1 track; portraits 64²")
+    assert "with its sound" in info
+
+
+def test_video_portrait_size_choice():
+    from dualstylegan.web.video import portrait_size
+
+    assert [portrait_size(c, 1024) for c in ("256", "512", "full")] == [256, 512, None]
+    assert portrait_size("256", 256) is None and portrait_size("512", 64) is None
+    with pytest.raises(web.WebError, match="one of 256, 512, full"):
+        portrait_size("300", 1024)
+
+
+def test_video_over_the_limits_is_refused_before_any_work(tiny_pipeline, tmp_path, monkeypatch):
+    tv = video_helpers()
+    no_stylising(monkeypatch)
+    clip = tv.write_clip(tmp_path / "clip.mp4", [tv.astronaut(64)] * 4)  # 0.16 s
+    short = web.StyleApp({"tiny": tiny_pipeline}, max_video_seconds=0.1)
+    small = web.StyleApp({"tiny": tiny_pipeline}, max_video_pixels=32 * 32)
+    tiny_upload = web.StyleApp({"tiny": tiny_pipeline}, max_upload_mb=0.001)
+    try:
+        said = [a.attempt(a.video, "tiny", str(clip), 0).error for a in (short, small, tiny_upload)]
+        assert said[0] == "The video clip.mp4 is 0.2 s long; the limit is 0.1 s (cut it first)"
+        assert said[1] == "The video clip.mp4 is 64×64 pixels, more than the limit of 1,024 pixels a frame; scale it down first"
+        assert said[2].startswith("The video is 0.0 MB; the limit is 0.001 MB")
+        for text in said:
+            assert str(tmp_path) not in text and text.count(". ") == 0  # one sentence, the upload by its name
+        assert not any((a.outputs.folder / "results").exists() for a in (short, small, tiny_upload))
+    finally:
+        for a in (short, small, tiny_upload):
+            a.close()
+
+
+def test_a_non_video_upload_is_refused_in_one_sentence(app, tmp_path, monkeypatch):
+    video_helpers()
+    no_stylising(monkeypatch)
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("not a video at all\n" * 50)
+    said = app.attempt(app.video, "tiny", str(notes), 0).error
+    assert said.startswith("The video: notes.mp4 cannot be read as a video") and str(tmp_path) not in said
+    assert app.attempt(app.video, "tiny", None, 0).error == "Upload a video clip first"

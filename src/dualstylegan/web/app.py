@@ -23,6 +23,7 @@ from ..defaults import BLEND_STEPS, GENERATE_TRUNCATION, TRANSFER_TRUNCATION
 from ..errors import is_user_error, sentence
 from .messages import say
 from .files import FaceCache, ResultFiles, WebError, inside
+from .video import MAX_VIDEO_PIXELS, MAX_VIDEO_SECONDS, VideoHandler
 
 log = logging.getLogger("dualstylegan.web")
 
@@ -229,12 +230,13 @@ def check_refine(steps, source: str) -> int:
 
 
 @dataclass
-class StyleApp:
+class StyleApp(VideoHandler):
     """The web app over style pack pipelines: ``pipelines`` is a dict name → ready :class:`StyleTransferPipeline`
     or a loader ``name → pipeline`` for the names in ``styles`` (default: the packs ready on this machine).
     ``align`` is the default of the page's "align the face" box; at most ``max_concurrency`` model calls run at
     once; uploads over ``max_upload_mb`` are refused; ``exemplar_images``: the style datasets' folders, whose
-    images the gallery shows (else the image rendered from its code)."""
+    images the gallery shows (else the image rendered from its code). Video clips (:meth:`video`) longer than
+    ``max_video_seconds`` or larger than ``max_video_pixels`` per frame are refused before any work."""
 
     source: Mapping[str, Any] | Callable[[str], Any]
     styles: Sequence[str] | None = None
@@ -243,6 +245,8 @@ class StyleApp:
     max_concurrency: int = 1
     title: str = "DualStyleGAN"
     exemplar_images: Sequence[str | os.PathLike] = ()
+    max_video_seconds: float = MAX_VIDEO_SECONDS
+    max_video_pixels: int = MAX_VIDEO_PIXELS
     pipelines: Pipelines = field(init=False)
 
     transfer_truncation = TRANSFER_TRUNCATION

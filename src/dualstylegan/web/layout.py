@@ -70,6 +70,8 @@ def build_layout(app: StyleApp):
                     _random_tab(gr, app, ui)
                 with gr.Tab("Blend", id="blend"):
                     _blend_tab(gr, app, ui)
+                with gr.Tab("Video", id="video"):
+                    _video_tab(gr, app, ui)
         ui.ids, ui.page = gr.State([]), gr.State(0)
         _wire(gr, app, ui, demo)
     demo.queue(default_concurrency_limit=app.max_concurrency, max_size=max(8, 8 * app.max_concurrency))
@@ -176,6 +178,34 @@ def _blend_tab(gr, app: StyleApp, ui: SimpleNamespace) -> None:
                                     elem_id="blend-file")
 
 
+def _video_tab(gr, app: StyleApp, ui: SimpleNamespace) -> None:
+    from .video import DEFAULT_PORTRAIT_SIZE, PORTRAIT_SIZES, video_unavailable
+
+    missing = video_unavailable()
+    gr.Markdown(f"Stylises every face of a short clip (at most {app.max_video_seconds:g} s and "
+                f"{app.max_video_pixels / 1e6:.1f} megapixels a frame, e.g. 1920×1080) with the exemplar below; "
+                "the sound is kept." + (f"\n\n⚠ {missing}" if missing else ""), elem_id="video-note")
+    with gr.Row():
+        with gr.Column(scale=5, min_width=330):
+            ui.clip = gr.Video(label="Video clip", sources=["upload"], include_audio=True, height=250,
+                               elem_id="video-clip")
+            ui.gallery_v = gr.Gallery(label="Exemplar (click one)", columns=6, height=150, allow_preview=False,
+                                      format="png", elem_id="video-gallery")
+            ui.chosen_v = gr.Markdown(elem_id="video-chosen")
+            with gr.Row():
+                ui.video_id = gr.Number(value=0, precision=0, minimum=0, label="Style id", elem_id="video-style-id")
+                ui.video_size = gr.Radio(list(PORTRAIT_SIZES), value=DEFAULT_PORTRAIT_SIZE, elem_id="video-size",
+                                         label="Portrait size (smaller: faster; full: the model's size)")
+        with gr.Column(scale=4, min_width=300, elem_id="video-view"):
+            ui.video_btn = gr.Button("Stylise the video", variant="primary", elem_id="video-run",
+                                     interactive=not missing)
+            ui.video_error = gr.Markdown(elem_id="video-error")
+            ui.video_out = gr.Video(label="Stylised video", interactive=False, height=330, elem_id="video-result")
+            ui.video_info = gr.Markdown(elem_id="video-info")
+            ui.video_file = gr.File(label="Download the video (MP4)", interactive=False, visible=False,
+                                    elem_id="video-file")
+
+
 def _guarded(gr, app: StyleApp, fn):
     """Every failure of a request → one sentence in the page (gr.Error); the server carries on."""
     @functools.wraps(fn)
@@ -215,13 +245,16 @@ def _handlers(gr, app: StyleApp) -> SimpleNamespace:  # long: one small function
                 gr.update(value=v.sampler_message, visible=not v.has_sampler), gr.update(interactive=v.has_sampler),
                 gr.update(value=items, selected_index=None), gr.update(value=items, selected_index=None),
                 gr.update(value=0, maximum=top), gr.update(value=min(1, top), maximum=top),
-                app.exemplar_label(name, 0), app.exemplar_label(name, min(1, top)))
+                app.exemplar_label(name, 0), app.exemplar_label(name, min(1, top)),
+                gr.update(value=items, selected_index=None), gr.update(value=0, maximum=top),
+                app.exemplar_label(name, 0))
 
     def on_page(name, page, delta, progress):
         g = app.gallery_page(name, int(page) + int(delta), progress)
         items = page_items(g)
         return (gr.update(value=items, selected_index=None), g.ids, g.page, g.label,
-                gr.update(value=items, selected_index=None), gr.update(value=items, selected_index=None))
+                gr.update(value=items, selected_index=None), gr.update(value=items, selected_index=None),
+                gr.update(value=items, selected_index=None))
 
     def on_select(name, ids, evt):
         style_id = app.selected(ids, evt.index)
@@ -273,11 +306,18 @@ def _handlers(gr, app: StyleApp) -> SimpleNamespace:  # long: one small function
         o = app.attempt(app.blend, name, photo, align, ex_a, ex_b, steps, duration_ms, bounce, progress=progress)
         return _failed(gr, o, 2) if not o.ok else ("", o.result, gr.update(value=o.result, visible=True))
 
+    def run_video(name, clip, style_id, size, progress=gr.Progress()):
+        o = app.attempt(app.video, name, clip, style_id, size, progress=progress)
+        if not o.ok:
+            return _failed(gr, o, 3)
+        path, info = o.result
+        return "", path, info, gr.update(value=path, visible=True)
+
     guard = functools.partial(_guarded, gr, app)
     return SimpleNamespace(on_style=guard(on_style), on_page=guard(on_page), on_select=on_select,
                            on_select_id=on_select_id, preview=preview, on_exemplar_upload=on_exemplar_upload,
                            on_per_layer=on_per_layer, run_transfer=guard(run_transfer), run_random=guard(run_random),
-                           run_blend=guard(run_blend))
+                           run_blend=guard(run_blend), run_video=guard(run_video))
 
 
 def _wire(gr, app: StyleApp, ui: SimpleNamespace, demo) -> None:  # long: one line per event of the page
@@ -286,17 +326,18 @@ def _wire(gr, app: StyleApp, ui: SimpleNamespace, demo) -> None:  # long: one li
         _keep_uploads_as_they_are(comp)
     style_outputs = [ui.gallery, ui.ids, ui.page, ui.page_label, ui.style_id, ui.chosen, ui.source, ui.structure,
                      ui.color, ui.per_layer, ui.weights_text, ui.encoder, ui.random_msg, ui.random_btn, ui.gallery_a,
-                     ui.gallery_b, ui.ex_a, ui.ex_b, ui.chosen_a, ui.chosen_b]
+                     ui.gallery_b, ui.ex_a, ui.ex_b, ui.chosen_a, ui.chosen_b, ui.gallery_v, ui.video_id, ui.chosen_v]
     demo.load(h.on_style, [ui.style], style_outputs, **MODEL)
     ui.style.change(h.on_style, [ui.style], style_outputs, **MODEL)
-    page_outputs = [ui.gallery, ui.ids, ui.page, ui.page_label, ui.gallery_a, ui.gallery_b]
+    page_outputs = [ui.gallery, ui.ids, ui.page, ui.page_label, ui.gallery_a, ui.gallery_b, ui.gallery_v]
     ui.prev_btn.click(lambda s, p, pr=gr.Progress(): h.on_page(s, p, -1, pr), [ui.style, ui.page], page_outputs,
                       **MODEL)
     ui.next_btn.click(lambda s, p, pr=gr.Progress(): h.on_page(s, p, 1, pr), [ui.style, ui.page], page_outputs,
                       **MODEL)
     ui.gallery.select(h.on_select, [ui.style, ui.ids], [ui.style_id, ui.chosen, ui.source], concurrency_limit=None)
     ui.style_id.change(app.exemplar_label, [ui.style, ui.style_id], [ui.chosen], concurrency_limit=None)
-    for gallery, number, label in ((ui.gallery_a, ui.ex_a, ui.chosen_a), (ui.gallery_b, ui.ex_b, ui.chosen_b)):
+    for gallery, number, label in ((ui.gallery_a, ui.ex_a, ui.chosen_a), (ui.gallery_b, ui.ex_b, ui.chosen_b),
+                                   (ui.gallery_v, ui.video_id, ui.chosen_v)):
         gallery.select(h.on_select_id, [ui.ids], [number], concurrency_limit=None)
         number.change(app.exemplar_label, [ui.style, number], [label], concurrency_limit=None)
     ui.photo.change(lambda p, a: h.preview(p, a, "photo"), [ui.photo, ui.align], [ui.photo, ui.face],
@@ -319,6 +360,9 @@ def _wire(gr, app: StyleApp, ui: SimpleNamespace, demo) -> None:  # long: one li
     ui.blend_btn.click(h.run_blend, [ui.style, ui.photo, ui.align, ui.ex_a, ui.ex_b, ui.steps, ui.duration,
                                      ui.bounce], [ui.blend_error, ui.blend_out, ui.blend_file], api_name="run_blend",
                        **MODEL).then(None, js=SCROLL_TO.format("blend-view"))
+    ui.video_btn.click(h.run_video, [ui.style, ui.clip, ui.video_id, ui.video_size],
+                       [ui.video_error, ui.video_out, ui.video_info, ui.video_file], api_name="run_video",
+                       **MODEL).then(None, js=SCROLL_TO.format("video-view"))
 
 
 def _keep_uploads_as_they_are(component) -> None:
