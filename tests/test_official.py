@@ -188,3 +188,39 @@ def test_training_checkpoint_g_copied_from_g_ema_shares_nothing(tmp_path):
     torch.save(bad, path)
     with pytest.raises(CheckpointError, match=r"finetune\.pt: its tensor 'g_optim\.state\.0\.exp_avg'.*stride-0"):
         official.load_training_checkpoint(path, what="a StyleGAN2 checkpoint", no_discriminator="-")
+
+
+def test_loading_builds_skeletons_without_torch_dynamo(tmp_path):
+    """Building the networks on the meta device must not run torch's Python meta kernels: their first call imports
+    torch._dynamo (over a second, more than reading the weights). Checked in a fresh process, every loader."""
+    import subprocess
+    import sys
+    import textwrap
+
+    official.save_dualstylegan(tmp_path / "generator.pt", DualStyleGAN(DualStyleGANConfig(size=64,
+                                                                                          channels=NARROW_CHANNELS)))
+    enc = PSPEncoder(EncoderConfig(**NARROW_ENCODER, start_from_latent_avg=True), latent_avg=torch.randn(10, 512))
+    official.save_encoder(tmp_path / "encoder.pt", enc, Generator(GeneratorConfig(size=64, channels=NARROW_CHANNELS)))
+    official.save_sampler(tmp_path / "sampler.pt", ExtrinsicSampler(SamplerConfig(rows=7), SamplerConfig(rows=3)))
+    code = textwrap.dedent(f"""
+        import sys
+        from dualstylegan import official
+        official.load_dualstylegan({str(tmp_path / 'generator.pt')!r})
+        official.load_encoder({str(tmp_path / 'encoder.pt')!r}, with_decoder=True)
+        official.load_sampler({str(tmp_path / 'sampler.pt')!r})
+        print('torch._dynamo' in sys.modules)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_skeleton_arithmetic_keeps_shapes():
+    with official._Skeleton():
+        w = torch.randn(4, 3).div_(2)
+        e = torch.eye(3) * 2 + torch.randn(3, 3) * 0.01
+        k = torch.tensor([1.0, 3.0, 3.0, 1.0])
+        full = torch.full((2, 5), 0.5)
+    assert w.is_meta and w.shape == (4, 3)
+    assert e.is_meta and e.shape == (3, 3)
+    assert not k.is_meta and k.tolist() == [1.0, 3.0, 3.0, 1.0]
+    assert full.is_meta and full.shape == (2, 5)

@@ -246,13 +246,50 @@ class _Declared:
         self.size, self.channel_table, self.style_dim, self.n_mlp = size, channels, style_dim, n_mlp
 
 
+class _Skeleton(torch.overrides.TorchFunctionMode):
+    """Builds a network on the meta device: shapes only, no memory, no values (a skeleton's values are never read).
+
+    ``torch.device("meta")`` alone runs random factories and arithmetic on meta tensors through torch's Python meta
+    kernels, whose first call imports ``torch._dynamo``: 1.1 s of a 1.7 s generator build on a 2-core AMD EPYC, more
+    than reading its weights (``bench/bench_cli.py``). Here factories by size make meta ``empty`` tensors, in-place
+    initialisers return their tensor unchanged and elementwise arithmetic returns a meta tensor of the broadcast
+    shape; tensors made from data (blur kernels) are small and stay on the CPU.
+    """
+
+    _BY_SIZE = (torch.empty, torch.zeros, torch.ones, torch.randn, torch.rand, torch.full, torch.empty_strided)
+    _ELEMENTWISE = frozenset({"add", "sub", "mul", "div", "pow", "__add__", "__radd__", "__sub__", "__rsub__",
+                              "__mul__", "__rmul__", "__truediv__", "__rtruediv__", "__pow__", "__neg__"})
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if func in self._BY_SIZE:
+            size = args[:1] if func is torch.full else args  # full(size, value)
+            for key in ("generator", "requires_grad", "device", "fill_value", "pin_memory"):
+                kwargs.pop(key, None)
+            return torch.empty(*size, **kwargs, device="meta") if func is not torch.empty_strided else \
+                torch.empty_strided(*args[:2], **kwargs, device="meta")
+        if func is torch.eye:
+            n = args[0]
+            m = args[1] if len(args) > 1 and isinstance(args[1], int) else n
+            return torch.empty(n, m, dtype=kwargs.get("dtype"), device="meta")
+        metas = [a for a in args if isinstance(a, torch.Tensor) and a.is_meta]
+        if metas:
+            name = getattr(func, "__name__", "")
+            if name.endswith("_") and not name.startswith("__") and args[0] is metas[0]:
+                return args[0]  # fill_, zero_, div_, copy_, uniform_, kaiming_uniform_, …
+            if name in self._ELEMENTWISE:
+                shape = torch.broadcast_shapes(*(a.shape for a in args if isinstance(a, torch.Tensor)))
+                return torch.empty(shape, dtype=metas[0].dtype, device="meta")
+        return func(*args, **kwargs)
+
+
 def _build(make: Callable[[], torch.nn.Module], state: Tensors, what: str, *, adopt: bool = True) -> torch.nn.Module:
     """``make()`` loaded with ``state``: keys and shapes are checked first against ``make()`` on the meta device
     (no memory), so nothing is allocated for a state dict that does not fill the network exactly. With ``adopt``
     the checked tensors (contiguous, of the network's dtypes, each with its own bytes) become the network's
     parameters (``load_state_dict(assign=True)``): no random initialisation, no second copy. Otherwise — or if
     some tensor of the network is not in the state dict — the network is built and the state copied in."""
-    with torch.device("meta"):
+    with _Skeleton():
         skeleton = make()
     expected = skeleton.state_dict()
     check_state_dict(expected, state, what)
