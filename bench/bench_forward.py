@@ -2,7 +2,12 @@
 
 Runs every model through the plain reference ops and through the fast path in the same process and prints one
 table: median time, peak memory, MACs, achieved MAC/s, that as a fraction of this machine's measured float32
-matmul rate, and the speed-up of the fast path over the reference ops measured side by side.
+matmul rate, and the speed-up of the fast path over the reference ops measured side by side. On the CPU the fast
+path runs twice: with glibc's default ``malloc`` ("fast") and with freed memory retained for reuse
+("fast+retain", :func:`dualstylegan.allocator.retain_freed_memory`, what a loaded pipeline does).
+
+To measure the AVX2 kernels on an AVX-512 machine, cap every library at AVX2:
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 python bench/bench_forward.py
 
     python bench/bench_forward.py                 # CPU (and CUDA too when available)
     python bench/bench_forward.py --device cuda --repeats 10
@@ -19,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from dualstylegan.allocator import retain_freed_memory
 from dualstylegan.cuda_graphs import GraphedCall
 from dualstylegan.nets.dualstylegan import DualStyleGAN
 from dualstylegan.nets.encoder import GradualStyleEncoder
@@ -160,22 +166,26 @@ def main(argv=None) -> None:
                 variants = [("reference", True, False), ("fast", False, False)]
                 if device == "cuda":
                     variants.append(("fast+graph", False, True))
+                else:
+                    variants.append(("fast+retain", False, False))
                 for ops, ref, graph in variants:
+                    retain_freed_memory(ops == "fast+retain")
                     with use_reference_ops(ref):
                         t, mem = measure(lambda: fn(graph), device, args.repeats)
                     rows.append(Row(model, batch, device, dtype_name, ops, t, mem, gmacs, peak))
+                retain_freed_memory(False)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs ({cpu_model()}), "
           f"CPU capability {torch.backends.cpu.get_cpu_capability()}, load average "
           + " ".join(f"{x:.1f}" for x in os.getloadavg())
           + (f", {torch.cuda.get_device_name()}" if "cuda" in devices else ""))
-    head = (f"{'model':<20} {'batch':>5} {'device':>6} {'dtype':>8} {'ops':>10} {'median s':>9} {'peak MiB':>9} {'GMACs':>7} "
+    head = (f"{'model':<20} {'batch':>5} {'device':>6} {'dtype':>8} {'ops':>11} {'median s':>9} {'peak MiB':>9} {'GMACs':>7} "
             f"{'GMAC/s':>7} {'of matmul':>9} {'speed-up':>8}")
     print(head)
     print("-" * len(head))
     for r in rows:
         ref = next(x for x in rows if (x.model, x.batch, x.device, x.dtype, x.ops)
                    == (r.model, r.batch, r.device, r.dtype, "reference"))
-        print(f"{r.model:<20} {r.batch:>5} {r.device:>6} {r.dtype:>8} {r.ops:>10} {r.median_s:>9.3f} {r.peak_mib:>9.0f} "
+        print(f"{r.model:<20} {r.batch:>5} {r.device:>6} {r.dtype:>8} {r.ops:>11} {r.median_s:>9.3f} {r.peak_mib:>9.0f} "
               f"{r.gmacs:>7.1f} {r.gmacs_per_s:>7.1f} {r.gmacs_per_s / r.matmul_gmacs_per_s:>9.0%} "
               f"{ref.median_s / r.median_s:>7.2f}x")
     for r in {(x.device, x.dtype): x for x in rows}.values():

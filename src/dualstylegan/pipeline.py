@@ -140,6 +140,10 @@ class StyleTransferPipeline:
         from .hub import resolve_style_pack
 
         device = resolve_device(device) if isinstance(device, str) else device  # refused before anything loads
+        if torch.device(device).type == "cpu":
+            from .allocator import retain_freed_memory
+
+            retain_freed_memory()  # activations reuse freed memory instead of page-faulting it in on every pass
         files = resolve_style_pack(str(name_or_path), need_sampler=sampler, need_wplus=wplus, **hub_kwargs)
         generator = official.load_dualstylegan(files.generator)
         # the encoders' weights are resident only while they run; the 1024² decoder loads on a first reconstruction
