@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pickle
+import sys
 
 import pytest
 import torch
@@ -208,7 +209,7 @@ def test_loading_builds_skeletons_without_torch_dynamo(tmp_path):
         official.load_dualstylegan({str(tmp_path / 'generator.pt')!r})
         official.load_encoder({str(tmp_path / 'encoder.pt')!r}, with_decoder=True)
         official.load_sampler({str(tmp_path / 'sampler.pt')!r})
-        print('torch._dynamo' in sys.modules)
+        print('torch._dynamo' in sys.modules or 'sympy' in sys.modules)
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
@@ -224,3 +225,49 @@ def test_skeleton_arithmetic_keeps_shapes():
     assert e.is_meta and e.shape == (3, 3)
     assert not k.is_meta and k.tolist() == [1.0, 3.0, 3.0, 1.0]
     assert full.is_meta and full.shape == (2, 5)
+
+
+def _mapped_rss_kib(path) -> int:
+    """Resident KiB of this process's mappings of ``path`` (/proc/self/smaps)."""
+    target, total, inside = str(path.resolve()), 0, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()
+            if head and "-" in head[0] and len(head) >= 5 and not head[0].endswith(":"):
+                inside = len(head) == 6 and head[5] == target
+            elif inside and line.startswith("Rss:"):
+                total += int(head[1])
+    return total
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/smaps and madvise")
+def test_encoder_pages_resident_one_layer_at_a_time(tmp_path, monkeypatch):
+    """With page_out the encoder file's pages go back to the page cache as the checks read them, and in a
+    forward pass each layer's pages are resident only while that layer runs (the full-size encoder is 1 GB)."""
+    enc = PSPEncoder(EncoderConfig(output_size=64, widths=(32, 32, 64, 128), units=(1, 2, 2, 1), head_channels=128),
+                     latent_avg=None)
+    path = tmp_path / "encoder.pt"
+    official.save_encoder(path, enc, Generator(GeneratorConfig(size=64, channels=NARROW_CHANNELS)))
+    checking = []
+    release_tensor = official.FilePages.release_tensor
+
+    def recorded(self, t):
+        checking.append(_mapped_rss_kib(path))
+        release_tensor(self, t)
+    monkeypatch.setattr(official.FilePages, "release_tensor", recorded)
+    loaded, _ = official.load_encoder(path, with_decoder=False, page_out=True)
+    weights_kib = sum(p.numel() * p.element_size() for p in loaded.parameters()) // 1024
+    assert weights_kib > 4096
+    assert checking and max(checking) < weights_kib // 2  # released tensor by tensor while checked
+    assert _mapped_rss_kib(path) < weights_kib // 8
+
+    during = []
+    for module in loaded.modules():
+        if any(True for _ in module.parameters(recurse=False)):
+            module.register_forward_pre_hook(lambda *_: during.append(_mapped_rss_kib(path)))  # after populate
+    x = torch.rand(1, 3, 256, 256) * 2 - 1
+    with torch.no_grad():
+        out = loaded(x)
+    torch.testing.assert_close(out, enc.eval()(x))  # values read back from the page cache
+    assert max(during) < weights_kib // 2  # never the whole network at once
+    assert _mapped_rss_kib(path) < weights_kib // 8

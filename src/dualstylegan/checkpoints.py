@@ -96,12 +96,13 @@ def refused(path: PathLike, exc: BaseException) -> CheckpointError:
                            "download it again.")
 
 
-def check_weights(tensors: Any, path: PathLike, *, finite: bool = True) -> None:
+def check_weights(tensors: Any, path: PathLike, *, finite: bool = True, checked=None) -> None:
     """Every tensor in ``tensors`` (a state dict, or nested containers such as an optimizer state) is dense, backed
     by its own bytes in the file (no stride-0 or overlapping views) and, with ``finite``, free of NaN/Inf; else one
-    :class:`CheckpointError` naming ``path`` and the tensor. Call it before building anything from a state dict."""
+    :class:`CheckpointError` naming ``path`` and the tensor. Call it before building anything from a state dict.
+    ``checked(t)`` is called after each tensor that passed."""
     try:
-        check_tensors(tensors, finite=finite)
+        check_tensors(tensors, finite=finite, checked=checked)
     except Refused as exc:
         raise refused(path, exc) from None
 

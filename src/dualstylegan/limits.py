@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -138,10 +138,12 @@ def _storage_bytes(t: torch.Tensor) -> int:
     return t.untyped_storage().nbytes()
 
 
-def check_tensors(tensors: Mapping[str, Any] | Any, *, finite: bool = True, prefix: str = "") -> None:
+def check_tensors(tensors: Mapping[str, Any] | Any, *, finite: bool = True, prefix: str = "",
+                  checked: Callable[[torch.Tensor], None] | None = None) -> None:
     """Every tensor in ``tensors`` (a state dict or nested containers) passes :func:`check_tensor`; no two
     tensors share bytes (their sizes add up to at most their storages'), so what is built from them is no larger
-    than the file; with ``finite``, floating values are all finite."""
+    than the file; with ``finite``, floating values are all finite. ``checked(t)`` is called after each tensor
+    passed (a memory-mapped file gives its pages back one tensor at a time)."""
     used: dict[tuple[int, int], list] = {}
     for key, t in iter_tensors(tensors, prefix):
         check_tensor(key, t)
@@ -154,6 +156,8 @@ def check_tensors(tensors: Mapping[str, Any] | Any, *, finite: bool = True, pref
             raise Refused(f"its tensor {key!r} shares its storage with {entry[1]!r} (overlapping views)")
         if finite and t.is_floating_point() and not _finite(t):
             raise Refused(f"its tensor {key!r} holds NaN or infinite values")
+        if checked is not None:
+            checked(t)
 
 
 # ------------------------------------------------------------------------------------------- configs
