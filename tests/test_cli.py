@@ -670,6 +670,32 @@ def test_console_script(tiny_pack, photo, tmp_path):
     assert proc.stdout == "" and not (tmp_path / "out").exists()
 
 
+def test_console_script_success_exits_fast_with_everything_written(tiny_pack, photo, tmp_path):
+    """``cli.run`` (the console command) skips Python's teardown after a verb: the portrait is complete, the
+    summary printed, the exit code 0; with a thread still running it exits normally."""
+    from PIL import Image
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "DUALSTYLEGAN_HOME": str(tmp_path / "home")}
+    code = "import sys; from dualstylegan import cli; cli.run()"
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-c", code, "transfer", str(photo), "--no-align", "--style",
+                           str(tiny_pack), "--style-id", "1", "--device", "cpu", "-o", str(out)],
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("(1 portrait)")
+    [png] = out.glob("*.png")
+    Image.open(png).load()  # complete
+    assert not list(out.glob(".*"))  # no temporary left
+    import threading
+
+    t = threading.Thread(target=threading.Event().wait, args=(5,))
+    t.start()
+    try:
+        assert not cli._nothing_left_to_finish()
+    finally:
+        t.join()
+
+
 # ------------------------------------------------------------------------------------------------ issue 15 / issue 10
 def test_version_and_help(capsys):
     from dualstylegan import __version__
