@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from dualstylegan import ops
 from dualstylegan.nets.layers import make_kernel
@@ -139,12 +140,17 @@ MODCONV_CASES = [  # (up, down, padding, kernel, demodulate)
 
 
 # the fast path has a branch for each: one sample, a batch sharing one convolution, a batch of large maps on the
-# CPU convolved sample by sample (ops.PER_SAMPLE_PIXELS, lowered here so that 6×6 maps take it)
+# CPU convolved sample by sample (ops.PER_SAMPLE_PIXELS, lowered here so that 6×6 maps take it); an up-sampling
+# one by phases (ops.PHASE_SIDES, set here so that 6×6 maps take it) or directly
+@pytest.mark.parametrize("phases", [False, True], ids=["direct", "phases"])
 @pytest.mark.parametrize("batch,per_sample", [(1, False), (3, False), (3, True)],
                          ids=["one-sample", "batch", "batch-per-sample"])
 @pytest.mark.parametrize("up,down,padding,k,demod", MODCONV_CASES)
-def test_modulated_conv2d_fast_matches_reference(up, down, padding, k, demod, batch, per_sample, monkeypatch):
+def test_modulated_conv2d_fast_matches_reference(up, down, padding, k, demod, batch, per_sample, phases, monkeypatch):
+    if phases and up == 1:
+        pytest.skip("phases are for up-sampling layers")
     monkeypatch.setattr(ops, "PER_SAMPLE_PIXELS", 1 if per_sample else 10 ** 9)
+    monkeypatch.setattr(ops, "PHASE_SIDES", (6,) if phases else ())
     assert ops._per_sample(rand(batch, 4, 6, 6)) == per_sample
     x = rand(batch, 4, 6, 6)
     weight = rand(5, 4, k, k, seed=1)
@@ -152,6 +158,8 @@ def test_modulated_conv2d_fast_matches_reference(up, down, padding, k, demod, ba
     ref = ops.modulated_conv2d_ref(x, weight, styles, demod, up, down, padding)
     fast = ops.modulated_conv2d_fast(x, weight, styles, demod, up, down, padding)
     torch.testing.assert_close(fast, ref)
+    with torch.no_grad():  # inference writes the modulated weight straight into the convolution's layout
+        torch.testing.assert_close(ops.modulated_conv2d_fast(x, weight, styles, demod, up, down, padding), ref)
     gy = rand(*ref.shape, grad=False, seed=5)
     for a, b in zip(torch.autograd.grad(ref, (x, weight, styles), gy),
                     torch.autograd.grad(fast, (x, weight, styles), gy)):
@@ -159,6 +167,20 @@ def test_modulated_conv2d_fast_matches_reference(up, down, padding, k, demod, ba
     small = (rand(batch, 2, 4, 4), rand(3, 2, k, k, seed=1), rand(batch, 2, seed=2))
     assert torch.autograd.gradcheck(lambda *t: ops.modulated_conv2d_fast(*t, demod, up, down, padding), small)
     assert torch.autograd.gradcheck(lambda *t: ops.modulated_conv2d_ref(*t, demod, up, down, padding), small)
+
+
+@pytest.mark.parametrize("stride,k,shape", [(2, 3, (5, 7)), (2, 4, (4, 4)), (3, 5, (3, 6)), (2, 2, (1, 1))])
+def test_conv_transpose2d_phases_is_the_transposed_convolution(stride, k, shape):
+    x = rand(2, 3, *shape).contiguous(memory_format=torch.channels_last)
+    weight = rand(4, 3, k, k, seed=1)  # (Cout, Cin, k, k)
+    expected = F.conv_transpose2d(x, weight.transpose(0, 1), stride=stride)
+    torch.testing.assert_close(ops.conv_transpose2d_phases(x, weight, stride), expected)
+    gy = rand(*expected.shape, grad=False, seed=3)
+    for a, b in zip(torch.autograd.grad(expected, (x, weight), gy),
+                    torch.autograd.grad(ops.conv_transpose2d_phases(x, weight, stride), (x, weight), gy)):
+        torch.testing.assert_close(b, a)
+    with pytest.raises(ValueError):
+        ops.conv_transpose2d_phases(x, rand(4, 3, 1, 1), 2)
 
 
 def test_modulated_conv2d_demodulation_normalises_each_output_filter():

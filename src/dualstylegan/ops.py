@@ -170,6 +170,69 @@ def _per_sample(x: torch.Tensor) -> bool:
     return x.device.type == "cpu" and x.shape[0] > 1 and x.shape[2] * x.shape[3] >= PER_SAMPLE_PIXELS
 
 
+def _modulated_conv2d_one(x: torch.Tensor, weight: torch.Tensor, style: torch.Tensor, demodulate: bool, up: int,
+                          down: int, padding: int) -> torch.Tensor:
+    """One sample: the weight modulated and demodulated in one pass, written in the layout the convolution reads.
+
+    The demodulation needs no modulated weight: Σ_{i,k} (W_oik·s_i)² = Σ_i s_i²·Σ_k W_oik², one matrix-vector
+    product. The weight is written once, as the product of W and the (Cout, Cin) matrix d_o·s_i, straight into the
+    channels-last layout (transposed for an up-sampling layer) that oneDNN's convolution would otherwise copy it
+    into: one pass over a 512×512×3×3 weight instead of six (on the 2-core EPYC, 40–60 ms of a 1024² pass).
+    """
+    cout, cin = weight.shape[:2]
+    if demodulate:
+        d = torch.rsqrt(weight.pow(2).sum([2, 3]) @ style.pow(2) + 1e-8)
+        m = d[:, None] * style[None, :]
+    else:
+        m = style[None, :].expand(cout, cin)
+    w, m = (weight.transpose(0, 1), m.t()) if up > 1 else (weight, m)  # conv_transpose2d reads (Cin, Cout, k, k)
+    if torch.is_grad_enabled() and (w.requires_grad or m.requires_grad):
+        wgt = w * m[:, :, None, None]  # autograd: no out= (the convolution copies it into its layout)
+    else:
+        cl = torch.channels_last if _channels_last(x) else torch.contiguous_format
+        wgt = torch.empty(w.shape, dtype=x.dtype, device=x.device, memory_format=cl)
+        torch.mul(w, m[:, :, None, None], out=wgt)
+    if up > 1:
+        if _by_phases(x):
+            return conv_transpose2d_phases(x, wgt.transpose(0, 1), up)
+        return F.conv_transpose2d(x, wgt, stride=up, padding=0)
+    return F.conv2d(x, wgt, stride=down, padding=padding)
+
+
+#: Input sides whose up-sampling transposed convolution runs as :func:`conv_transpose2d_phases` on the CPU.
+#: Measured on the 2-core AMD EPYC, ms per layer with oneDNN's AVX2 kernels (direct / phases): 64² 512→256 48 / 49,
+#: 128² 256→128 105 / 64, 256² 128→64 130 / 90, 512² 64→32 160 / 156; with AVX-512 kernels 46 / 47, 73 / 59,
+#: 92 / 81, 110 / 111. In the whole 1024² pass: 1.17–1.19 → 1.11–1.14 s with AVX2 kernels, unchanged (1.04–1.05 s)
+#: with AVX-512 ones; phases at every size were slower there.
+PHASE_SIDES = (128, 256)
+
+
+def _by_phases(x: torch.Tensor) -> bool:
+    return x.device.type == "cpu" and x.shape[-1] in PHASE_SIDES and x.shape[-2] in PHASE_SIDES
+
+
+def conv_transpose2d_phases(x: torch.Tensor, weight: torch.Tensor, stride: int) -> torch.Tensor:
+    """``F.conv_transpose2d(x, weight.transpose(0, 1), stride=stride)`` (no padding) as ``stride²`` plain
+    convolutions, one per output phase, written into one channels-last output.
+
+    ``weight`` is (Cout, Cin, kh, kw) with kh, kw ≥ stride. Output row ``stride·m + a`` receives only the taps
+    ``a, a + stride, …`` of the kernel: y[s·m + a] = Σ_j x[m − j]·w[a + s·j], a correlation of x with those taps
+    reversed, padded by their number − 1 on both sides. oneDNN's plain convolutions run at 80–100 GMAC/s on the
+    2-core EPYC where its transposed ones reach 30–50 (see :data:`PHASE_SIDES`).
+    """
+    n, _, h, w = x.shape
+    cout, _, kh, kw = weight.shape
+    if kh < stride or kw < stride:
+        raise ValueError(f"conv_transpose2d_phases needs a kernel of at least {stride}×{stride}, got {kh}×{kw}")
+    out = torch.empty((n, cout, (h - 1) * stride + kh, (w - 1) * stride + kw), dtype=x.dtype, device=x.device,
+                      memory_format=torch.channels_last)
+    for a in range(stride):
+        for b in range(stride):
+            taps = torch.flip(weight[:, :, a::stride, b::stride], [2, 3])
+            out[:, :, a::stride, b::stride] = F.conv2d(x, taps, padding=(taps.shape[2] - 1, taps.shape[3] - 1))
+    return out
+
+
 def modulated_conv2d_fast(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True,
                           up: int = 1, down: int = 1, padding: int = 0) -> torch.Tensor:
     """Same as :func:`modulated_conv2d_ref`, in channels-last memory format on the CPU.
@@ -186,12 +249,7 @@ def modulated_conv2d_fast(x: torch.Tensor, weight: torch.Tensor, styles: torch.T
         return torch.cat([modulated_conv2d_fast(x[i:i + 1], weight, styles[i:i + 1], demodulate, up, down, padding)
                           for i in range(x.shape[0])])
     if x.shape[0] == 1:
-        wgt = weight * styles[0][None, :, None, None]
-        if demodulate:
-            wgt = wgt * torch.rsqrt(wgt.pow(2).sum([1, 2, 3], keepdim=True) + 1e-8)
-        if up > 1:
-            return F.conv_transpose2d(x, wgt.transpose(0, 1), stride=up, padding=0)
-        return F.conv2d(x, wgt, stride=down, padding=padding)
+        return _modulated_conv2d_one(x, weight, styles[0], demodulate, up, down, padding)
     x = x * styles[:, :, None, None]
     if up > 1:
         out = F.conv_transpose2d(x, weight.transpose(0, 1), stride=up, padding=0)
