@@ -151,7 +151,7 @@ def test_modulated_conv2d_fast_matches_reference(up, down, padding, k, demod, ba
         pytest.skip("phases are for up-sampling layers")
     monkeypatch.setattr(ops, "PER_SAMPLE_PIXELS", 1 if per_sample else 10 ** 9)
     monkeypatch.setattr(ops, "PHASE_SIDES", (6,) if phases else ())
-    assert ops._per_sample(rand(batch, 4, 6, 6)) == per_sample
+    assert ops.per_sample(rand(batch, 4, 6, 6)) == per_sample
     x = rand(batch, 4, 6, 6)
     weight = rand(5, 4, k, k, seed=1)
     styles = rand(batch, 4, seed=2)

@@ -166,8 +166,11 @@ def _modulate_activations(x: torch.Tensor) -> bool:
 PER_SAMPLE_PIXELS = 64 * 64
 
 
-def _per_sample(x: torch.Tensor) -> bool:
-    return x.device.type == "cpu" and x.shape[0] > 1 and x.shape[2] * x.shape[3] >= PER_SAMPLE_PIXELS
+def per_sample(x: torch.Tensor, pixels: int | None = None) -> bool:
+    """Whether a batch ``x`` on the CPU whose maps have ``pixels`` pixels (default: x's own) is best convolved one
+    sample at a time (:data:`PER_SAMPLE_PIXELS`)."""
+    pixels = x.shape[2] * x.shape[3] if pixels is None else pixels
+    return x.device.type == "cpu" and x.shape[0] > 1 and pixels >= PER_SAMPLE_PIXELS
 
 
 def _modulated_conv2d_one(x: torch.Tensor, weight: torch.Tensor, style: torch.Tensor, demodulate: bool, up: int,
@@ -245,7 +248,7 @@ def modulated_conv2d_fast(x: torch.Tensor, weight: torch.Tensor, styles: torch.T
     if _channels_last(x):
         x = x.contiguous(memory_format=torch.channels_last)
     styles = styles.to(x.dtype)
-    if _per_sample(x):
+    if per_sample(x):
         return torch.cat([modulated_conv2d_fast(x[i:i + 1], weight, styles[i:i + 1], demodulate, up, down, padding)
                           for i in range(x.shape[0])])
     if x.shape[0] == 1:

@@ -173,5 +173,6 @@ class DualStyleGAN(nn.Module):
 
         hooks = dict(code=code, refine=refine) if use_res else {}
         out = g.synthesize(latent, noise, features_at=self.res_index if return_feat else None,
-                           output_size=output_size, **hooks)
+                           output_size=output_size, per_sample_from=n_structure, **hooks)  # ModRes mixes no samples,
+        # but it reads the batch's structure codes: split after it
         return out if return_feat else (out, latent if return_latents else None)

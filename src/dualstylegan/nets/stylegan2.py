@@ -25,6 +25,18 @@ class GeneratorConfig(StyleGANShape):
     n_mlp: int = 8
 
 
+def _row_of(row: Callable[[int], torch.Tensor], i: int) -> Callable[[int], torch.Tensor]:
+    """Sample i's style rows."""
+    return lambda k: row(k)[i:i + 1]
+
+
+def _concat(parts: list) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    """The per-sample results of :meth:`Generator._blocks` as one batch (images, or (features, skip) pairs)."""
+    if isinstance(parts[0], tuple):
+        return tuple(torch.cat(p) for p in zip(*parts))
+    return torch.cat(parts)
+
+
 def mapping_network(style_dim: int, n_layers: int) -> nn.Sequential:
     """PixelNorm + n_layers x EqualLinear(lr_mul 0.01, fused lrelu); keys ``1`` … ``n_layers``."""
     layers: list[nn.Module] = [PixelNorm()]
@@ -117,7 +129,8 @@ class Generator(nn.Module):
                    code: Callable[[int], torch.Tensor] | None = None,
                    refine: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
                    features_at: int | None = None,
-                   output_size: int | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+                   output_size: int | None = None,
+                   per_sample_from: int = 0) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """The synthesis network on a W+ latent (B, n_latent, 512) → image.
 
         Layer k (0 = the 4² conv, then two convs per resolution; the ToRGB after layers 2j−1, 2j reads row 2j+1)
@@ -129,6 +142,11 @@ class Generator(nn.Module):
         ``output_size`` (a power of two from 4 to :attr:`size`), stops at that resolution's ToRGB and returns its
         skip image: the same tensor the full synthesis accumulates there, at a fraction of the cost (previews,
         video); the layers above it, their rows and noise maps are not used.
+
+        Batches on the CPU without autograd and with fixed noise run the blocks from the first whose maps reach
+        :func:`dualstylegan.ops.per_sample` size one sample at a time (not before layer ``per_sample_from``: a
+        ``refine`` that mixes the batch must end before it). Those layers are convolved sample by sample anyway;
+        this keeps a batch's activations at one sample's size there and leaves out a concatenation per layer.
         """
         stop = self.check_output_size(output_size)
         row = (lambda k: latent[:, k]) if code is None else code
@@ -137,12 +155,24 @@ class Generator(nn.Module):
         skip = self.to_rgb1(out, latent[:, 1])
         if stop == 4:
             return skip.contiguous()
-        k = 1
-        for conv_up, conv, noise1, noise2, to_rgb in zip(self.convs[::2], self.convs[1::2], noise[1::2],
-                                                         noise[2::2], self.to_rgbs):
-            out = conv_up(out, row(k), noise=noise1)
+        return self._blocks(out, skip, 1, row, refine, noise, features_at, stop, per_sample_from)
+
+    def _blocks(self, out: torch.Tensor, skip: torch.Tensor, k: int, row, refine, noise, features_at, stop,
+                per_sample_from: int):
+        """:meth:`synthesize` from conv layer ``k`` (the first of a resolution block) on."""
+        from ..ops import per_sample
+
+        for j in range((k - 1) // 2, len(self.to_rgbs)):
+            if (k >= per_sample_from and per_sample(out, (2 * out.shape[-2]) * (2 * out.shape[-1]))
+                    and not torch.is_grad_enabled() and all(n is not None for n in noise[k:])):
+                return _concat([self._blocks(out[i:i + 1], skip[i:i + 1], k, _row_of(row, i), refine,
+                                             [n if n is None or n.shape[0] == 1 else n[i:i + 1] for n in noise], features_at, stop,
+                                             per_sample_from)
+                                for i in range(out.shape[0])])
+            conv_up, conv, to_rgb = self.convs[2 * j], self.convs[2 * j + 1], self.to_rgbs[j]
+            out = conv_up(out, row(k), noise=noise[k])
             out = out if refine is None else refine(out, k)
-            out = conv(out, row(k + 1), noise=noise2)
+            out = conv(out, row(k + 1), noise=noise[k + 1])
             out = out if refine is None else refine(out, k + 1)
             skip = to_rgb(out, row(k + 2), skip)
             k += 2
