@@ -168,9 +168,10 @@ PER_SAMPLE_PIXELS = 64 * 64
 
 def per_sample(x: torch.Tensor, pixels: int | None = None) -> bool:
     """Whether a batch ``x`` on the CPU whose maps have ``pixels`` pixels (default: x's own) is best convolved one
-    sample at a time (:data:`PER_SAMPLE_PIXELS`)."""
+    sample at a time (:data:`PER_SAMPLE_PIXELS`). Never inside :func:`use_reference_ops` (whole batches, as the
+    reference computes them)."""
     pixels = x.shape[2] * x.shape[3] if pixels is None else pixels
-    return x.device.type == "cpu" and x.shape[0] > 1 and pixels >= PER_SAMPLE_PIXELS
+    return not _REFERENCE and x.device.type == "cpu" and x.shape[0] > 1 and pixels >= PER_SAMPLE_PIXELS
 
 
 def _modulated_conv2d_one(x: torch.Tensor, weight: torch.Tensor, style: torch.Tensor, demodulate: bool, up: int,
