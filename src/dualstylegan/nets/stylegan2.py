@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from ..ops import per_sample
 from .config import StyleGANShape
 from .layers import (DEFAULT_BLUR, ConstantInput, ConvLayer, EqualLinear, PixelNorm, StyledConv, ToRGB)
 
@@ -28,6 +29,11 @@ class GeneratorConfig(StyleGANShape):
 def _row_of(row: Callable[[int], torch.Tensor], i: int) -> Callable[[int], torch.Tensor]:
     """Sample i's style rows."""
     return lambda k: row(k)[i:i + 1]
+
+
+def _noise_of(noise: Sequence[torch.Tensor | None], i: int) -> list[torch.Tensor | None]:
+    """Sample i's noise maps (maps shared by the batch stay shared)."""
+    return [n if n is None or n.shape[0] == 1 else n[i:i + 1] for n in noise]
 
 
 def _concat(parts: list) -> torch.Tensor | tuple[torch.Tensor, ...]:
@@ -160,14 +166,11 @@ class Generator(nn.Module):
     def _blocks(self, out: torch.Tensor, skip: torch.Tensor, k: int, row, refine, noise, features_at, stop,
                 per_sample_from: int):
         """:meth:`synthesize` from conv layer ``k`` (the first of a resolution block) on."""
-        from ..ops import per_sample
-
         for j in range((k - 1) // 2, len(self.to_rgbs)):
             if (k >= per_sample_from and per_sample(out, (2 * out.shape[-2]) * (2 * out.shape[-1]))
                     and not torch.is_grad_enabled() and all(n is not None for n in noise[k:])):
                 return _concat([self._blocks(out[i:i + 1], skip[i:i + 1], k, _row_of(row, i), refine,
-                                             [n if n is None or n.shape[0] == 1 else n[i:i + 1] for n in noise], features_at, stop,
-                                             per_sample_from)
+                                             _noise_of(noise, i), features_at, stop, per_sample_from)
                                 for i in range(out.shape[0])])
             conv_up, conv, to_rgb = self.convs[2 * j], self.convs[2 * j + 1], self.to_rgbs[j]
             out = conv_up(out, row(k), noise=noise[k])
