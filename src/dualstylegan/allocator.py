@@ -11,8 +11,8 @@ preload.
 
 The setting is process-wide and only touches ``malloc``'s tuning (``mallopt``); :func:`retain_freed_memory` is
 called when a pipeline is loaded for the CPU. The price is memory: a process keeps what its largest pass used
-mapped (a mixed loop of 40 transfers, encodes and previews at batch 1–3 stayed at 3.7 GB resident where glibc's
-default peaked at 2.8 GB and settled at 1.6 GB). ``DUALSTYLEGAN_MALLOC=system`` leaves glibc's defaults alone.
+mapped (a mixed loop of 40 full-size transfers, encodes and previews at batch 1–3 stayed at 2.5 GB resident where
+glibc's default peaked at 2.0 GB and settled at 1.6 GB). ``DUALSTYLEGAN_MALLOC=system`` leaves glibc's defaults alone.
 """
 from __future__ import annotations
 
