@@ -223,3 +223,54 @@ def test_seed_is_checked_at_the_call(tiny_pipeline, photos, tmp_path):
 
     with pytest.raises(OptionError, match="2\\*\\*64"):
         stylize_files(tiny_pipeline, [photos], tmp_path / "out", seed=2**64)
+
+
+# ------------------------------------------------------------------------------------------------ head start
+def test_head_start_prepares_the_first_photo_in_a_forked_process(tmp_path):
+    """HeadStart: the photo prepared in another process equals the photo prepared here; taken once, only with the
+    same settings; torch computes with one thread fewer until it is taken."""
+    needs_dlib()
+    import torch
+
+    from dualstylegan.batch import HeadStart, _prepare
+
+    photo = Path(__file__).parent / "data" / "obama.jpg"
+    head = HeadStart(photo, detector="hog")
+    threads = torch.get_num_threads()
+    head.share_cores()
+    assert torch.get_num_threads() == max(1, threads - 1)
+    try:
+        assert head.take(photo, (True, True, False, head.args[3])) is None  # other settings: not this one's
+        future = head.take(photo, head.args)
+        assert torch.get_num_threads() == threads
+        assert future is not None and head.take(photo, head.args) is None
+        early, here = future.result(timeout=120), _prepare(photo, *head.args)
+        assert early.error is None and len(early.faces) == len(here.faces) == 1
+        assert np.array_equal(np.asarray(early.faces[0].image), np.asarray(here.faces[0].image))
+    finally:
+        head.close()
+    assert not HeadStart.worthwhile(True)  # torch is imported in this process: no fork after it from the CLI
+
+
+def test_console_transfer_with_a_head_start_writes_what_in_process_writes(tiny_pack, tmp_path):
+    """The dualstylegan command finds the first face in a forked process while it loads the networks (a fresh
+    process has not imported torch); the portrait is the one an in-process run writes, byte for byte."""
+    needs_dlib()
+    import os
+    import subprocess
+    import sys
+
+    from dualstylegan import cli
+
+    photo = Path(__file__).parent / "data" / "obama.jpg"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "DUALSTYLEGAN_HOME": str(tmp_path / "home")}
+    code = ("import sys; from dualstylegan import cli, batch; "
+            "assert batch.HeadStart.worthwhile(True) or (os.cpu_count() or 1) < 2; cli.run()")
+    proc = subprocess.run([sys.executable, "-c", "import os; " + code, "transfer", str(photo), "--style",
+                           str(tiny_pack), "--style-id", "1", "--device", "cpu", "-o", str(tmp_path / "forked")],
+                          capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert cli.main(["transfer", str(photo), "--style", str(tiny_pack), "--style-id", "1", "--device", "cpu",
+                     "-o", str(tmp_path / "here"), "--quiet"]) == 0
+    [forked], [here] = sorted((tmp_path / "forked").glob("*.png")), sorted((tmp_path / "here").glob("*.png"))
+    assert forked.name == here.name and forked.read_bytes() == here.read_bytes()

@@ -80,6 +80,7 @@ def stylize_files(pipe: StyleTransferPipeline, inputs: Iterable[str | os.PathLik
                   truncation: float = TRANSFER_TRUNCATION, wplus: bool = False, seed: int | None = None,
                   portrait_name: str | None = None, detector: str | None = None, face_threshold: float | None = None,
                   resume: bool = False, shard: Shard | None = None, batch_size: int = 1, workers: int = 0,
+                  head_start: HeadStart | None = None,
                   **transfer_options: Any) -> StylizeRun:  # ~80 lines, most of them the docstring
     """Stylise photos (files or folders) with one exemplar into ``out_dir``: one :class:`FileResult` per photo.
 
@@ -101,6 +102,8 @@ def stylize_files(pipe: StyleTransferPipeline, inputs: Iterable[str | os.PathLik
     * ``workers`` K > 0: decoding, detection and alignment in K processes, up to :data:`PREFETCH_PER_WORKER`·K
       photos ahead; files are written by a background thread. The outputs are those of the one-by-one run, bit
       for bit (the networks see one face at a time).
+    * ``head_start``: a :class:`HeadStart` begun before the networks loaded; its photo is taken from it when it was
+      prepared with this call's settings (the same result as preparing it here).
     * ``batch_size`` N > 1: N faces (of consecutive photos) through the encoder and the generator at once. Batched
       convolutions sum in another order, so the pixels may differ from the one-by-one run's by a rounding step
       (measured: at most 1/255 on a few pixels); N = 1, the default, is bit for bit.
@@ -151,7 +154,7 @@ def stylize_files(pipe: StyleTransferPipeline, inputs: Iterable[str | os.PathLik
                         batch_size=batch_size, **options)
         manifest = Manifest.open(out, settings_key(settings), shard.rank, shard.world_size)
     run = _Run(pipe, out, ex, ex_image, tag, align, all_faces, paste_back, overwrite, options, portrait_name,
-               faces_options, manifest, batch_size, workers)
+               faces_options, manifest, batch_size, workers, head_start)
     stems = unique_stems(files)  # names from the whole list: every rank names a photo alike
     mine = shard.take(files)
     return StylizeRun(_results(run, mine, stems), notices, ex_image, total=len(mine))
@@ -231,6 +234,7 @@ class _Run:
     manifest: Any = None
     batch_size: int = 1
     workers: int = 0
+    head_start: HeadStart | None = None
 
 
 @dataclass
@@ -249,6 +253,68 @@ def _portable(e: BaseException) -> BaseException:
         return pickle.loads(pickle.dumps(e))
     except Exception:
         return UsageError(sentence(e))
+
+
+class HeadStart:
+    """The first photo of a run decoded, detected and aligned in a forked process, begun before this process imports
+    torch and loads the networks, for :func:`stylize_files` to take instead of preparing it after them.
+
+    Preparing a face is torch-free (:mod:`dualstylegan.faces`, :mod:`dualstylegan.images`) and mostly dlib's: its
+    detector and 100 MB landmark model load on first use (~0.7 s) and hold the GIL, so a thread would not overlap;
+    a forked process does, on a second core. On the 2-core EPYC a first aligned portrait (``bench/bench_cli.py
+    --align``) spent 1.2 s there after import and load. :meth:`worthwhile` says when to begin one.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, align: bool = True, all_faces: bool = False,
+                 paste_back: bool = False, detector: str | None = None, face_threshold: float | None = None):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.path = Path(path)
+        self.args = (align, all_faces, paste_back, {"detector": detector or "hog", "threshold": face_threshold})
+        self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+        self._future = self._pool.submit(_prepare, self.path, *self.args)
+
+    @staticmethod
+    def worthwhile(align: bool, workers: int = 0) -> bool:
+        """Faces to find, no worker processes of the run's own, a second core, fork available and torch not
+        imported yet (a fork before torch's thread pools exist; after its import there is little left to overlap)."""
+        import sys
+
+        return (align and workers == 0 and (os.cpu_count() or 1) >= 2 and hasattr(os, "fork")
+                and "torch" not in sys.modules)
+
+    def share_cores(self) -> None:
+        """Until the photo is taken, torch computes with one thread fewer (call it from the thread that loads the
+        networks): the process has the other core, and torch's threads waiting on a busy core made loading 1.5–6×
+        slower."""
+        import torch
+
+        self._threads = torch.get_num_threads()
+        if self._threads > 1:
+            torch.set_num_threads(self._threads - 1)
+
+    def take(self, path: Path, args: tuple) -> Any:
+        """The future of ``path`` when it was prepared with ``args``, once; else None. Torch's threads are restored
+        (:meth:`share_cores`)."""
+        self._restore_threads()
+        if self._future is None or Path(path) != self.path or args != self.args:
+            return None
+        future, self._future = self._future, None
+        return future
+
+    def close(self) -> None:
+        """Stop the process (waiting for a photo in progress)."""
+        self._restore_threads()
+        self._future = None
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _restore_threads(self) -> None:
+        threads, self._threads = getattr(self, "_threads", None), None
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
 
 
 def _prepare(path: Path, align: bool, all_faces: bool, keep_photo: bool, faces_options: dict) -> _Prepared:
@@ -356,6 +422,8 @@ def _results(run: _Run, files: Sequence[Path], stems: dict[Path, str]) -> Iterat
             writer.join()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+        if run.head_start is not None:
+            run.head_start.close()
         if run.manifest is not None:
             run.manifest.close()
 
@@ -374,7 +442,8 @@ def _prepared_jobs(run: _Run, files: Sequence[Path], pool, window: int) -> Itera
             if run.manifest is not None and run.manifest.is_done(path):
                 ahead.append((path, run.manifest.last(path)))
             else:
-                ahead.append((path, pool.submit(_prepare, path, *args) if pool is not None else None))
+                early = run.head_start.take(path, args) if run.head_start is not None else None
+                ahead.append((path, early or (pool.submit(_prepare, path, *args) if pool is not None else None)))
             return True
         return False
 
@@ -516,6 +585,6 @@ def _transfer_batch(pipe, contents: list, exemplar, options: dict, reconstruct: 
                            rec[i:i + 1] if rec is not None else None, None) for i in range(len(contents))]
 
 
-__all__ = ["IMAGE_EXTENSIONS", "Exemplar", "FileResult", "StylizeRun", "blend_names", "check_free", "check_inputs",
+__all__ = ["IMAGE_EXTENSIONS", "Exemplar", "FileResult", "HeadStart", "StylizeRun", "blend_names", "check_free", "check_inputs",
            "check_output_folder", "collect_inputs", "exemplar_tag", "generate_names", "output_name", "output_names",
            "short_stem", "split_output", "stylize_files", "stylize_images", "unique_stems"]

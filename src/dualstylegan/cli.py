@@ -54,7 +54,7 @@ def _summary(counts: dict[str, int], where) -> str:
 def cmd_transfer(args) -> int:
     from tqdm import tqdm
 
-    from .batch import stylize_files
+    from .batch import HeadStart, stylize_files
     from .outputs import check_inputs, collect_inputs, split_output
     from .sharding import barrier_and_gather, shard_from_env
 
@@ -72,14 +72,27 @@ def cmd_transfer(args) -> int:
 
         if torch.cuda.is_available():  # each rank on its own GPU of its machine
             torch.cuda.set_device(shard.local_rank % torch.cuda.device_count())
-    pipe, opts = load_pipeline(args)
-    exemplar = Path(args.exemplar) if args.exemplar else (args.style_id or 0)
-    results = stylize_files(pipe, files, out, exemplar=exemplar, align=not args.no_align, all_faces=args.all_faces,
-                            paste_back=args.paste_back, overview=args.overview, overwrite=args.overwrite,
-                            preserve_color=args.preserve_color, truncation=args.truncation, wplus=args.wplus,
-                            seed=args.seed, portrait_name=name, detector=args.detector,
-                            face_threshold=args.face_threshold, resume=args.resume, shard=shard,
-                            batch_size=args.batch_size, workers=args.workers, **opts)
+    head = None
+    if files and not shard.distributed and HeadStart.worthwhile(not args.no_align, args.workers):
+        # the first face is found while torch is imported and the networks load
+        head = HeadStart(files[0], align=True, all_faces=args.all_faces, paste_back=args.paste_back,
+                         detector=args.detector, face_threshold=args.face_threshold)
+    try:
+        if head is not None:
+            head.share_cores()
+        pipe, opts = load_pipeline(args)
+        exemplar = Path(args.exemplar) if args.exemplar else (args.style_id or 0)
+        results = stylize_files(pipe, files, out, exemplar=exemplar, align=not args.no_align,
+                                all_faces=args.all_faces, paste_back=args.paste_back, overview=args.overview,
+                                overwrite=args.overwrite, preserve_color=args.preserve_color,
+                                truncation=args.truncation, wplus=args.wplus, seed=args.seed, portrait_name=name,
+                                detector=args.detector, face_threshold=args.face_threshold, resume=args.resume,
+                                shard=shard, batch_size=args.batch_size, workers=args.workers, head_start=head,
+                                **opts)
+    except BaseException:
+        if head is not None:
+            head.close()
+        raise
     if shard.leader:
         for notice in results.notices:
             print(f"note: {notice}", file=sys.stderr)

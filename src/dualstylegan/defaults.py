@@ -16,5 +16,9 @@ BLEND_STEPS = 8
 GENERATE_BATCH = 8
 #: Random portraits per call (``generate.py --batch`` draws 8; 4 fit one row of a page).
 GENERATE_COUNT = 4
+#: The side of the pSp encoder's input (``style_transfer.py`` resizes the aligned face to 256²), and so of a prepared
+#: face (:mod:`dualstylegan.faces`, which does not import torch).
+ENCODER_INPUT_SIZE = 256
 
-__all__ = ["BLEND_STEPS", "GENERATE_BATCH", "GENERATE_COUNT", "GENERATE_TRUNCATION", "TRANSFER_TRUNCATION"]
+__all__ = ["BLEND_STEPS", "ENCODER_INPUT_SIZE", "GENERATE_BATCH", "GENERATE_COUNT", "GENERATE_TRUNCATION",
+           "TRANSFER_TRUNCATION"]

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import SKIP_ALIGNMENT, DualStyleGANError
-from .nets.encoder import ENCODER_INPUT_SIZE
+from .defaults import ENCODER_INPUT_SIZE
 
 #: The side of the face crops the pipeline encodes: the pSp encoder's input (``style_transfer.py`` aligns at 256²).
 FACE_SIZE = ENCODER_INPUT_SIZE

@@ -15,8 +15,10 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO, Union
 
+import sys
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .atomic import atomic_write
@@ -47,7 +49,10 @@ def image_extensions() -> frozenset[str]:
 #: :func:`image_extensions` when this module was imported.
 IMAGE_EXTENSIONS = image_extensions()
 
-ImageLike = Union[Image.Image, torch.Tensor]
+if TYPE_CHECKING:
+    import torch
+
+ImageLike = Union[Image.Image, "torch.Tensor"]
 _WHITE = (255, 255, 255)
 
 
@@ -177,6 +182,8 @@ def to_tensor(img: Image.Image, size: int | tuple[int, int] | None = None) -> to
         wh = (int(size), int(size)) if isinstance(size, (int, np.integer)) else (int(size[0]), int(size[1]))
         if img.size != wh:
             img = img.resize(wh, Image.LANCZOS)
+    import torch
+
     arr = torch.from_numpy(np.array(img, dtype=np.uint8, copy=True))  # H, W, 3
     return (arr.permute(2, 0, 1).unsqueeze(0).to(torch.float32) / 127.5 - 1).contiguous()
 
@@ -200,6 +207,8 @@ def load_square(path: str | os.PathLike, size: int, uint8: bool = False) -> torc
     """
     img = center_square(load_image(path), int(size))
     if uint8:
+        import torch
+
         return torch.from_numpy(np.array(img, dtype=np.uint8, copy=True)).permute(2, 0, 1).unsqueeze(0).contiguous()
     return to_tensor(img)
 
@@ -211,8 +220,10 @@ def to_image(t: torch.Tensor) -> Image.Image:
     value (the literal (x + 1)·127.5 lands just below the integer for 63 of the 256 values). A one-channel
     tensor gives a grey RGB image; NaN becomes mid-grey.
     """
-    if not isinstance(t, torch.Tensor):
+    if not _is_tensor(t):
         raise TypeError(f"to_image expects a tensor, got {type(t).__name__}")
+    import torch
+
     if t.ndim == 4:
         if t.shape[0] != 1:
             raise ValueError(f"to_image takes one image, got a batch of {t.shape[0]}; use make_grid for several")
@@ -226,10 +237,17 @@ def to_image(t: torch.Tensor) -> Image.Image:
     return Image.fromarray(v.permute(1, 2, 0).contiguous().numpy(), "RGB")
 
 
+def _is_tensor(item: object) -> bool:
+    """Whether ``item`` is a torch tensor — without importing torch (this module's photo reading and saving does not
+    need it: a face-preparing process starts without it)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(item, torch.Tensor)
+
+
 def _as_pil(item: ImageLike) -> Image.Image:
     if isinstance(item, Image.Image):
         return item
-    if isinstance(item, torch.Tensor):
+    if _is_tensor(item):
         return to_image(item)
     raise TypeError(f"expected a PIL image or an image tensor, got {type(item).__name__}")
 
@@ -313,7 +331,7 @@ def make_grid(items: Iterable[ImageLike | None], nrow: int = 8, padding: int = 2
     """
     cells: list[Image.Image | None] = []
     for item in items:
-        if isinstance(item, torch.Tensor) and item.ndim == 4:
+        if _is_tensor(item) and item.ndim == 4:
             cells += [to_image(x) for x in item]
         else:
             cells.append(None if item is None else _as_pil(item).convert("RGB"))

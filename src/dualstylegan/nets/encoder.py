@@ -21,11 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..defaults import ENCODER_INPUT_SIZE  # input resolution of the pSp encoder; the pipeline average-pools to it
 from .config import NetConfig
 from .layers import EqualLinear
 
-#: Input resolution of the pSp encoder; the pipeline average-pools faces to it.
-ENCODER_INPUT_SIZE = 256
 STYLE_DIM = 512
 #: First style row fed by the middle (32²) and by the fine (64²) pyramid level, as in pSp.
 COARSE_END = 3
