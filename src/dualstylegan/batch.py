@@ -277,11 +277,12 @@ class HeadStart:
 
     @staticmethod
     def worthwhile(align: bool, workers: int = 0) -> bool:
-        """Faces to find, no worker processes of the run's own, a second core, fork available and torch not
-        imported yet (a fork before torch's thread pools exist; after its import there is little left to overlap)."""
+        """Faces to find, no worker processes of the run's own, a second core, Linux (where fork is the
+        multiprocessing default; macOS system libraries are not fork-safe) and torch not imported yet (a fork before
+        torch's thread pools exist; after its import there is little left to overlap)."""
         import sys
 
-        return (align and workers == 0 and (os.cpu_count() or 1) >= 2 and hasattr(os, "fork")
+        return (align and workers == 0 and (os.cpu_count() or 1) >= 2 and sys.platform.startswith("linux")
                 and "torch" not in sys.modules)
 
     def share_cores(self) -> None:
