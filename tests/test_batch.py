@@ -241,8 +241,9 @@ def test_head_start_prepares_the_first_photo_in_a_forked_process(tmp_path):
     assert torch.get_num_threads() == max(1, threads - 1)
     try:
         assert head.take(photo, (True, True, False, head.args[3])) is None  # other settings: not this one's
-        future = head.take(photo, head.args)
+        head.release_cores()
         assert torch.get_num_threads() == threads
+        future = head.take(photo, head.args)
         assert future is not None and head.take(photo, head.args) is None
         early, here = future.result(timeout=120), _prepare(photo, *head.args)
         assert early.error is None and len(early.faces) == len(here.faces) == 1
@@ -274,3 +275,26 @@ def test_console_transfer_with_a_head_start_writes_what_in_process_writes(tiny_p
                      "-o", str(tmp_path / "here"), "--quiet"]) == 0
     [forked], [here] = sorted((tmp_path / "forked").glob("*.png")), sorted((tmp_path / "here").glob("*.png"))
     assert forked.name == here.name and forked.read_bytes() == here.read_bytes()
+
+
+def test_stylize_files_takes_the_head_start_and_gives_the_cores_back(tiny_pipeline, tmp_path, monkeypatch):
+    needs_dlib()
+    import torch
+
+    from dualstylegan import faces
+    from dualstylegan.batch import HeadStart
+
+    photo = Path(__file__).parent / "data" / "obama.jpg"
+    threads = torch.get_num_threads()
+    head = HeadStart(photo, detector="hog")  # forked now: the counting below is this process's only
+    head.share_cores()
+    calls = []
+    prepare_face = faces.prepare_face
+    monkeypatch.setattr(faces, "prepare_face", lambda img, *a, **k: calls.append(k.get("name")) or
+                        prepare_face(img, *a, **k))
+    early = [r for r in stylize_files(tiny_pipeline, [photo], tmp_path / "early", exemplar=1, head_start=head)]
+    assert calls == [] and torch.get_num_threads() == threads  # prepared by the head start; cores given back
+    here = [r for r in stylize_files(tiny_pipeline, [photo], tmp_path / "here", exemplar=1)]
+    assert calls == [photo]
+    assert [p.name for p in early[0].portraits] == [p.name for p in here[0].portraits]
+    assert early[0].portraits[0].read_bytes() == here[0].portraits[0].read_bytes()

@@ -295,27 +295,27 @@ class HeadStart:
         if self._threads > 1:
             torch.set_num_threads(self._threads - 1)
 
+    def release_cores(self) -> None:
+        """Torch's threads as they were before :meth:`share_cores` (the networks are loaded: the next torch work
+        waits for a prepared photo anyway)."""
+        threads, self._threads = getattr(self, "_threads", None), None
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
+
     def take(self, path: Path, args: tuple) -> Any:
-        """The future of ``path`` when it was prepared with ``args``, once; else None. Torch's threads are restored
-        (:meth:`share_cores`)."""
-        self._restore_threads()
+        """The future of ``path`` when it was prepared with ``args``, once; else None."""
         if self._future is None or Path(path) != self.path or args != self.args:
             return None
         future, self._future = self._future, None
         return future
 
     def close(self) -> None:
-        """Stop the process (waiting for a photo in progress)."""
-        self._restore_threads()
+        """Stop the process (waiting for a photo in progress); torch's threads restored."""
+        self.release_cores()
         self._future = None
         self._pool.shutdown(wait=True, cancel_futures=True)
-
-    def _restore_threads(self) -> None:
-        threads, self._threads = getattr(self, "_threads", None), None
-        if threads is not None:
-            import torch
-
-            torch.set_num_threads(threads)
 
 
 def _prepare(path: Path, align: bool, all_faces: bool, keep_photo: bool, faces_options: dict) -> _Prepared:
@@ -435,6 +435,8 @@ def _prepared_jobs(run: _Run, files: Sequence[Path], pool, window: int) -> Itera
     from collections import deque
 
     args = (run.align, run.all_faces, run.paste_back, run.faces)
+    if run.head_start is not None:
+        run.head_start.release_cores()  # the networks are loaded (also when its photo was done in an earlier run)
     ahead: deque = deque()
     files = iter(files)
 
