@@ -272,6 +272,7 @@ class HeadStart:
 
         self.path = Path(path)
         self.args = (align, all_faces, paste_back, {"detector": detector or "hog", "threshold": face_threshold})
+        self._threads: int | None = None  # torch's threads before share_cores
         self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
         self._future = self._pool.submit(_prepare, self.path, *self.args)
 
@@ -298,7 +299,7 @@ class HeadStart:
     def release_cores(self) -> None:
         """Torch's threads as they were before :meth:`share_cores` (the networks are loaded: the next torch work
         waits for a prepared photo anyway)."""
-        threads, self._threads = getattr(self, "_threads", None), None
+        threads, self._threads = self._threads, None
         if threads is not None:
             import torch
 
