@@ -141,7 +141,7 @@ MODCONV_CASES = [  # (up, down, padding, kernel, demodulate)
 
 # the fast path has a branch for each: one sample, a batch sharing one convolution, a batch of large maps on the
 # CPU convolved sample by sample (ops.PER_SAMPLE_PIXELS, lowered here so that 6×6 maps take it); an up-sampling
-# one by phases (ops.PHASE_SIDES, set here so that 6×6 maps take it) or directly
+# one by phases (ops.phase_sides, set here so that 6×6 maps take it) or directly
 @pytest.mark.parametrize("phases", [False, True], ids=["direct", "phases"])
 @pytest.mark.parametrize("batch,per_sample", [(1, False), (3, False), (3, True)],
                          ids=["one-sample", "batch", "batch-per-sample"])
@@ -150,7 +150,7 @@ def test_modulated_conv2d_fast_matches_reference(up, down, padding, k, demod, ba
     if phases and up == 1:
         pytest.skip("phases are for up-sampling layers")
     monkeypatch.setattr(ops, "PER_SAMPLE_PIXELS", 1 if per_sample else 10 ** 9)
-    monkeypatch.setattr(ops, "PHASE_SIDES", (6,) if phases else ())
+    monkeypatch.setattr(ops, "phase_sides", lambda: (6,) if phases else ())
     assert ops.per_sample(rand(batch, 4, 6, 6)) == per_sample
     x = rand(batch, 4, 6, 6)
     weight = rand(5, 4, k, k, seed=1)
@@ -200,3 +200,64 @@ def test_fused_leaky_relu_inplace_matches_reference():
         out = ops.fused_leaky_relu_fast(y, b, inplace=True)
     assert out.data_ptr() == y.data_ptr()
     torch.testing.assert_close(out, expect)
+
+
+# ------------------------------------------------------------------------------------ styled conv (inference)
+@pytest.mark.parametrize("phases", [False, True], ids=["direct", "phases"])
+@pytest.mark.parametrize("upsample", [False, True], ids=["same-size", "up"])
+@pytest.mark.parametrize("given_noise", [True, False], ids=["noise-given", "noise-drawn"])
+def test_styled_conv2d_fused_matches_the_reference_modules(upsample, given_noise, phases, monkeypatch):
+    """StyledConv's fused inference path (ops.styled_conv2d_fused) equals its modules under the reference ops:
+    convolution (+ blur), noise, bias and activation, with the noise it draws itself being the same numbers."""
+    from dualstylegan.nets.layers import StyledConv
+
+    monkeypatch.setattr(ops, "phase_sides", lambda: (6,) if phases else ())
+    if phases and not upsample:
+        pytest.skip("phases are for up-sampling layers")
+    torch.manual_seed(0)
+    layer = StyledConv(8, 6, 3, 16, upsample=upsample).double()
+    with torch.no_grad():
+        layer.noise.weight.fill_(0.7)
+        layer.activate.bias.normal_()
+    x, style = rand(1, 8, 6, 6, grad=False), rand(1, 16, grad=False, seed=1)
+    noise = rand(1, 1, 12 if upsample else 6, 12 if upsample else 6, grad=False, seed=2) if given_noise else None
+    with torch.no_grad():
+        assert ops.fuses_styled_conv(x)
+        torch.manual_seed(5)
+        fast = layer(x, style, noise)
+        with ops.use_reference_ops():
+            assert not ops.fuses_styled_conv(x)
+            torch.manual_seed(5)
+            ref = layer(x, style, noise)
+    torch.testing.assert_close(fast, ref)
+    with torch.enable_grad():  # autograd takes the modules
+        assert not ops.fuses_styled_conv(x)
+        torch.manual_seed(5)
+        torch.testing.assert_close(layer(x, style, noise), ref)
+    assert not ops.fuses_styled_conv(rand(2, 8, 6, 6, grad=False))  # batches: the modules (split per sample above)
+
+
+def test_weight_energy_is_kept_until_the_weight_changes():
+    from dualstylegan.nets.layers import ModulatedConv2d
+
+    conv = ModulatedConv2d(4, 3, 3, 8)
+    e = conv.weight_energy()
+    torch.testing.assert_close(e, conv.weight[0].detach().pow(2).sum([2, 3]))
+    assert conv.weight_energy() is e and not e.requires_grad
+    with torch.no_grad():
+        conv.weight.mul_(2)  # an optimizer step, a loaded checkpoint: in place
+    torch.testing.assert_close(conv.weight_energy(), 4 * e)
+    conv.weight = torch.nn.Parameter(torch.ones_like(conv.weight))
+    torch.testing.assert_close(conv.weight_energy(), torch.full((3, 4), 9.0))
+
+
+def test_phase_sides_follow_the_cpu_capability(monkeypatch):
+    for capability, sides in [("AVX2", ops.PHASE_SIDES["AVX2"]), ("AVX512", ops.PHASE_SIDES["AVX512"]),
+                              ("SVE256", ops.PHASE_SIDES["default"])]:
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda c=capability: c)
+        assert ops.phase_sides() == sides
+    x = torch.zeros(1, 2, 512, 512)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    assert ops._by_phases(x)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    assert not ops._by_phases(x)

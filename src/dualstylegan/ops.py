@@ -61,17 +61,11 @@ def upfirdn2d_fast(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int
     """:func:`upfirdn2d_ref` as one depthwise convolution (``up == 1``) or one depthwise transposed convolution
     (zero insertion + true convolution is a transposed convolution with the unflipped kernel), without the
     zero-inserted and padded temporaries. Any ``up``, ``down``, ``pad`` and kernel shape."""
+    if up == 1:
+        return _fir_filter(x, kernel, down, pad)
     c = x.shape[1]
     kh, kw = kernel.shape
     p0, p1 = pad
-    if up == 1:
-        if p0 == p1 and p0 >= 0:
-            padding = p0
-        else:
-            x = F.pad(x, [p0, p1, p0, p1])
-            padding = 0
-        weight = torch.flip(kernel, [0, 1]).to(x.dtype)[None, None].expand(c, 1, kh, kw)
-        return F.conv2d(x, weight, stride=down, padding=padding, groups=c)
     weight = kernel.to(x.dtype)[None, None].expand(c, 1, kh, kw)
     # The transposed convolution gives the full convolution of the zero-inserted input (kernel − 1 samples beyond
     # each end, and no trailing up − 1 zeros): crop (or, where negative, zero-pad) it to the reference's window.
@@ -82,6 +76,21 @@ def upfirdn2d_fast(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int
     else:
         out = F.pad(F.conv_transpose2d(x, weight, stride=up, groups=c), [-left_w, -right_w, -left_h, -right_h])
     return out[:, :, ::down, ::down] if down > 1 else out
+
+
+def _fir_filter(x: torch.Tensor, kernel: torch.Tensor, down: int, pad: tuple[int, int],
+                bias: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`upfirdn2d_fast` without up-sampling: one depthwise convolution (adding ``bias`` per channel)."""
+    c = x.shape[1]
+    kh, kw = kernel.shape
+    p0, p1 = pad
+    if p0 == p1 and p0 >= 0:
+        padding = p0
+    else:
+        x = F.pad(x, [p0, p1, p0, p1])
+        padding = 0
+    weight = torch.flip(kernel, [0, 1]).to(x.dtype)[None, None].expand(c, 1, kh, kw)
+    return F.conv2d(x, weight, bias, stride=down, padding=padding, groups=c)
 
 
 def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
@@ -175,20 +184,25 @@ def per_sample(x: torch.Tensor, pixels: int | None = None) -> bool:
 
 
 def _modulated_conv2d_one(x: torch.Tensor, weight: torch.Tensor, style: torch.Tensor, demodulate: bool, up: int,
-                          down: int, padding: int) -> torch.Tensor:
+                          down: int, padding: int, *, scale: float = 1.0, gain: float = 1.0,
+                          energy: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> torch.Tensor:
     """One sample: the weight modulated and demodulated in one pass, written in the layout the convolution reads.
 
-    The demodulation needs no modulated weight: Σ_{i,k} (W_oik·s_i)² = Σ_i s_i²·Σ_k W_oik², one matrix-vector
-    product. The weight is written once, as the product of W and the (Cout, Cin) matrix d_o·s_i, straight into the
-    channels-last layout (transposed for an up-sampling layer) that oneDNN's convolution would otherwise copy it
-    into: one pass over a 512×512×3×3 weight instead of six (on the 2-core EPYC, 40–60 ms of a 1024² pass).
+    The demodulation needs no modulated weight: Σ_{i,k} (c·W_oik·s_i)² = c²·Σ_i s_i²·Σ_k W_oik², one
+    matrix-vector product (``energy`` is Σ_k W_oik² when the caller keeps it). The weight is written once, as the
+    product of W and the (Cout, Cin) matrix ``gain``·c·d_o·s_i (c: the equalized learning rate's ``scale``),
+    straight into the channels-last layout (transposed for an up-sampling layer) that oneDNN's convolution would
+    otherwise copy it into: one pass over a 512×512×3×3 weight instead of six (on the 2-core EPYC, 40–60 ms of a
+    1024² pass). ``bias`` is added by the convolution (not for an up-sampling one).
     """
     cout, cin = weight.shape[:2]
+    s = style * (scale * gain) if scale * gain != 1 else style
     if demodulate:
-        d = torch.rsqrt(weight.pow(2).sum([2, 3]) @ style.pow(2) + 1e-8)
-        m = d[:, None] * style[None, :]
+        e = weight.pow(2).sum([2, 3]) if energy is None else energy
+        d = torch.rsqrt((e @ style.pow(2)) * scale ** 2 + 1e-8) if scale != 1 else torch.rsqrt(e @ style.pow(2) + 1e-8)
+        m = d[:, None] * s[None, :]
     else:
-        m = style[None, :].expand(cout, cin)
+        m = s[None, :].expand(cout, cin)
     w, m = (weight.transpose(0, 1), m.t()) if up > 1 else (weight, m)  # conv_transpose2d reads (Cin, Cout, k, k)
     if torch.is_grad_enabled() and (w.requires_grad or m.requires_grad):
         wgt = w * m[:, :, None, None]  # autograd: no out= (the convolution copies it into its layout)
@@ -197,22 +211,34 @@ def _modulated_conv2d_one(x: torch.Tensor, weight: torch.Tensor, style: torch.Te
         wgt = torch.empty(w.shape, dtype=x.dtype, device=x.device, memory_format=cl)
         torch.mul(w, m[:, :, None, None], out=wgt)
     if up > 1:
+        if bias is not None:
+            raise ValueError("an up-sampling modulated convolution adds no bias (it is blurred after)")
         if _by_phases(x):
             return conv_transpose2d_phases(x, wgt.transpose(0, 1), up)
         return F.conv_transpose2d(x, wgt, stride=up, padding=0)
-    return F.conv2d(x, wgt, stride=down, padding=padding)
+    return F.conv2d(x, wgt, bias, stride=down, padding=padding)
 
 
-#: Input sides whose up-sampling transposed convolution runs as :func:`conv_transpose2d_phases` on the CPU.
-#: Measured on the 2-core AMD EPYC, ms per layer with oneDNN's AVX2 kernels (direct / phases): 64² 512→256 48 / 49,
-#: 128² 256→128 105 / 64, 256² 128→64 130 / 90, 512² 64→32 160 / 156; with AVX-512 kernels 46 / 47, 73 / 59,
-#: 92 / 81, 110 / 111. In the whole 1024² pass: 1.17–1.19 → 1.11–1.14 s with AVX2 kernels, unchanged (1.04–1.05 s)
-#: with AVX-512 ones; phases at every size were slower there.
-PHASE_SIDES = (128, 256)
+#: Input sides whose up-sampling transposed convolution runs as :func:`conv_transpose2d_phases` on the CPU, by the
+#: CPU capability torch reports (:func:`torch.backends.cpu.get_cpu_capability`; oneDNN picks kernels of the same
+#: instruction set). Measured on the 2-core AMD EPYC, ms per layer inside a 1024² pass (direct / phases), with
+#: oneDNN's AVX2 kernels: 64² 512→256 47 / 51, 128² 256→128 89 / 52, 256² 128→64 96 / 62, 512² 64→32 101 / 66;
+#: with its AVX-512 kernels: 64² 46 / 50, 128² 73 / 59, 256² 92 / 81, 512² 60 / 71. Other capabilities take
+#: ``"default"``.
+PHASE_SIDES = {"AVX2": (128, 256, 512), "AVX512": (128, 256), "default": (128, 256)}
+
+
+def phase_sides() -> tuple[int, ...]:
+    """This machine's row of :data:`PHASE_SIDES`."""
+    sides = PHASE_SIDES.get(torch.backends.cpu.get_cpu_capability())
+    return PHASE_SIDES["default"] if sides is None else sides
 
 
 def _by_phases(x: torch.Tensor) -> bool:
-    return x.device.type == "cpu" and x.shape[-1] in PHASE_SIDES and x.shape[-2] in PHASE_SIDES
+    if x.device.type != "cpu":
+        return False
+    sides = phase_sides()
+    return x.shape[-1] in sides and x.shape[-2] in sides
 
 
 def conv_transpose2d_phases(x: torch.Tensor, weight: torch.Tensor, stride: int) -> torch.Tensor:
@@ -273,3 +299,44 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     if _REFERENCE or (x.shape[0] > 1 and not _modulate_activations(x)):
         return modulated_conv2d_ref(x, weight, styles.to(x.dtype), demodulate, up, down, padding)
     return modulated_conv2d_fast(x, weight, styles, demodulate, up, down, padding)
+
+
+# ------------------------------------------------------------------------------------ styled conv (inference)
+def fuses_styled_conv(x: torch.Tensor) -> bool:
+    """Whether a StyledConv on ``x`` runs as :func:`styled_conv2d_fused`: one sample on the CPU, autograd off, not
+    inside :func:`use_reference_ops`."""
+    return not _REFERENCE and x.device.type == "cpu" and x.shape[0] == 1 and not torch.is_grad_enabled()
+
+
+def styled_conv2d_fused(x: torch.Tensor, weight: torch.Tensor, style: torch.Tensor, noise_strength: torch.Tensor,
+                        bias: torch.Tensor, noise: torch.Tensor | None, *, scale: float, demodulate: bool = True,
+                        padding: int = 0, blur: tuple[torch.Tensor, tuple[int, int]] | None = None,
+                        energy: torch.Tensor | None = None) -> torch.Tensor:
+    """``StyledConv`` of the reference's ``model/stylegan/model.py`` for one sample without autograd: modulated
+    convolution of ``x`` (1, Cin, H, W) with the raw ``weight`` (Cout, Cin, k, k) times ``scale`` and the modulation
+    ``style`` (Cin,) — up-sampling when ``blur = (kernel, pad)`` is given, a transposed convolution and that blur —,
+    plus ``noise_strength``·``noise``, then √2·leaky_relu(· + ``bias``, 0.2). ``noise`` None draws it as
+    ``NoiseInjection`` does, from the convolution's output (the same random numbers).
+
+    √2·lrelu(y + b) = lrelu(√2·y + √2·b) (the leaky ReLU is positively homogeneous): the gain √2 and ``scale`` go
+    into the modulation the weight is written with (:func:`_modulated_conv2d_one`; no scaled copy of the weight),
+    the bias into the convolution (or into the blur after an up-sampling one). What is left is one in-place add of
+    the noise map and one in-place leaky ReLU: two passes over the output instead of four (on the 2-core EPYC,
+    ~3 ms each at 1024²). The reference is ``StyledConv``'s modules under :func:`use_reference_ops`
+    (``tests/test_ops.py``).
+    """
+    if _channels_last(x):
+        x = x.contiguous(memory_format=torch.channels_last)
+    style = style.to(x.dtype)
+    b = (bias * SQRT2).to(x.dtype)
+    if blur is None:
+        out = _modulated_conv2d_one(x, weight, style, demodulate, 1, 1, padding, scale=scale, gain=SQRT2,
+                                    energy=energy, bias=b)
+    else:
+        kernel, pad = blur
+        out = _fir_filter(_modulated_conv2d_one(x, weight, style, demodulate, 2, 1, 0, scale=scale, gain=SQRT2,
+                                                energy=energy), kernel, 1, pad, b)
+    if noise is None:
+        noise = out.new_empty(1, 1, *out.shape[2:]).normal_()
+    out.add_(noise_strength * SQRT2 * noise)
+    return F.leaky_relu_(out, 0.2)

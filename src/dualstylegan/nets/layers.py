@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops import fused_leaky_relu, modulated_conv2d, upfirdn2d
+from ..ops import fused_leaky_relu, fuses_styled_conv, modulated_conv2d, styled_conv2d_fused, upfirdn2d
 
 DEFAULT_BLUR = (1, 3, 3, 1)
 
@@ -126,6 +126,18 @@ class ModulatedConv2d(nn.Module):
         self.padding = kernel_size // 2
         self.weight = nn.Parameter(torch.randn(1, out_channels, in_channels, kernel_size, kernel_size))
         self.modulation = EqualLinear(style_dim, in_channels, bias_init=1)
+        self._energy: tuple[tuple, torch.Tensor] | None = None
+
+    def weight_energy(self) -> torch.Tensor:
+        """Σ over the kernel window of the raw weight squared, (Cout, Cin): the only term of the weight that the
+        demodulation reads. Kept while the weight is the same tensor, unchanged (its version counter), so an
+        inference pass does not read the whole weight once more for it; computed without autograd."""
+        w = self.weight
+        key = (w.data_ptr(), w._version, w.dtype, w.device)
+        if self._energy is None or self._energy[0] != key:
+            with torch.no_grad():
+                self._energy = (key, w[0].pow(2).sum([2, 3]))
+        return self._energy[1]
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         styles = self.modulation(style)
@@ -173,6 +185,12 @@ class StyledConv(nn.Module):
         self.activate = FusedLeakyReLU(out_channels)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        if fuses_styled_conv(x):
+            c = self.conv
+            return styled_conv2d_fused(x, c.weight[0], c.modulation(style)[0], self.noise.weight, self.activate.bias,
+                                       noise, scale=c.scale, demodulate=c.demodulate, padding=c.padding,
+                                       blur=(c.blur.kernel, c.blur.pad) if c.upsample else None,
+                                       energy=c.weight_energy())
         # The conv output is ours: without autograd, noise and activation may work on it in place.
         return self.activate(self.noise(self.conv(x, style), noise, inplace=True), inplace=True)
 
