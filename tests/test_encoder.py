@@ -142,3 +142,14 @@ def test_identity_net_is_unit_length_and_backbone_alias():
         out = net(torch.randn(2, 3, 112, 112))
     assert out.shape == (2, 512)
     torch.testing.assert_close(out.norm(dim=1), torch.ones(2))
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_subsample_is_the_kernel_one_max_pool_of_the_reference(stride):
+    from dualstylegan.nets.encoder import Subsample
+
+    x = torch.randn(2, 3, 7, 6, dtype=torch.float64, requires_grad=True)
+    ref, out = torch.nn.MaxPool2d(1, stride)(x), Subsample(stride)(x)
+    assert torch.equal(out, ref)
+    gy = torch.randn_like(ref)
+    assert torch.equal(torch.autograd.grad(out, x, gy)[0], torch.autograd.grad(ref, x, gy)[0])
