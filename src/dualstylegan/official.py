@@ -286,13 +286,14 @@ class _Skeleton(torch.overrides.TorchFunctionMode):
             n = args[0]
             m = args[1] if len(args) > 1 and isinstance(args[1], int) else n
             return torch.empty(n, m, dtype=kwargs.get("dtype"), device="meta")
-        metas = [a for a in args if isinstance(a, torch.Tensor) and a.is_meta]
+        tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]  # torch.nn.init's
+        metas = [a for a in tensors if a.is_meta]  # functions pass theirs by keyword
         if metas:
             name = getattr(func, "__name__", "")
-            if name.endswith("_") and not name.startswith("__") and args[0] is metas[0]:
-                return args[0]  # fill_, zero_, div_, copy_, uniform_, kaiming_uniform_, …
+            if name.endswith("_") and not name.startswith("__") and tensors[0] is metas[0]:
+                return tensors[0]  # fill_, zero_, div_, copy_, uniform_, kaiming_uniform_, …
             if name in self._ELEMENTWISE:
-                shape = _broadcast(*(tuple(a.shape) for a in args if isinstance(a, torch.Tensor)))
+                shape = _broadcast(*(tuple(a.shape) for a in tensors))
                 return torch.empty(shape, dtype=metas[0].dtype, device="meta")
         return func(*args, **kwargs)
 
