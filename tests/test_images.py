@@ -384,3 +384,18 @@ def test_symlink_loop_is_not_reported_as_missing(tmp_path):
     folder.symlink_to(folder)
     with pytest.raises(NotADirectoryError, match="symbolic link loop"):
         iter_image_files(folder)
+
+
+def _png_zlib_level(path) -> int:
+    """FLEVEL of the first IDAT chunk's zlib header: 0 fastest … 3 maximum compression."""
+    data = path.read_bytes()
+    i = data.index(b"IDAT")
+    return data[i + 5] >> 6
+
+
+def test_png_is_written_at_the_references_fast_level(tmp_path):
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    fast = save_image(img, tmp_path / "fast.png")
+    assert _png_zlib_level(fast) == 0  # zlib level 1 (cv2.imwrite's default)
+    assert _png_zlib_level(save_image(img, tmp_path / "small.png", compress_level=9)) == 3
+    assert np.array_equal(np.asarray(Image.open(fast)), np.asarray(img))

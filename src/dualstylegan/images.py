@@ -44,8 +44,13 @@ def image_extensions() -> frozenset[str]:
     return frozenset(e for e in _PHOTO_EXTENSIONS if registered.get(e) in Image.OPEN)
 
 
-#: :func:`image_extensions` when this module was imported.
-IMAGE_EXTENSIONS = image_extensions()
+def __getattr__(name: str):
+    """``IMAGE_EXTENSIONS``: :func:`image_extensions` when first asked for. Not at import: listing PIL's extensions
+    imports every plugin (30–40 ms of a one-photo command; opening a JPEG or PNG needs only PIL's common five)."""
+    if name == "IMAGE_EXTENSIONS":
+        globals()[name] = value = image_extensions()
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 if TYPE_CHECKING:
     import torch
@@ -254,7 +259,8 @@ def _as_pil(item: ImageLike) -> Image.Image:
 def save_image(img: ImageLike, path: str | os.PathLike, overwrite: bool = False, **save_kwargs) -> Path:
     """Write a PIL image or a [−1, 1] tensor to ``path``; the format follows the extension.
 
-    The file appears whole or not at all (written to a temporary file in the same folder, then renamed); an
+    JPEG is written at quality 95 and PNG at zlib level 1, as the reference's ``cv2.imwrite`` does (``save_kwargs``
+    override them). The file appears whole or not at all (written to a temporary file in the same folder, then renamed); an
     existing file is replaced only with ``overwrite``. Missing parent folders are created. Raises
     :class:`ImageError` for an existing file, an unknown extension or a folder that cannot be written.
     """
@@ -265,6 +271,8 @@ def save_image(img: ImageLike, path: str | os.PathLike, overwrite: bool = False,
         pil = _rgb8(pil)
     if fmt == "JPEG":
         save_kwargs.setdefault("quality", 95)
+    if fmt == "PNG":  # the reference's cv2.imwrite default (best speed): a 1024² portrait in ~0.07 s, not 0.2–0.4 s
+        save_kwargs.setdefault("compress_level", 1)
     _write_atomic(path, lambda f: pil.save(f, format=fmt, **save_kwargs), overwrite)
     return path
 
@@ -361,7 +369,7 @@ def is_image_file(path: str | os.PathLike) -> bool:
     """Whether the name has an extension PIL opens (:func:`image_extensions`) and is not hidden (``.*``, ``._*``)."""
     p = Path(path)
     suffix = p.suffix.lower()
-    return (suffix in IMAGE_EXTENSIONS or suffix in image_extensions()) and not p.name.startswith(".")
+    return suffix in image_extensions() and not p.name.startswith(".")
 
 
 def iter_image_files(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
