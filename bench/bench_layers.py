@@ -94,7 +94,8 @@ def main(argv=None) -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs ({cpu_model()}), "
           f"CPU capability {torch.backends.cpu.get_cpu_capability()}, batch {args.batch}, matmul {peak:.1f} GMAC/s, "
           "load average " + " ".join(f"{x:.1f}" for x in os.getloadavg()))
-    head = f"{'layer':<22} {'kind':<14} {'in → out (C, H, W)':<34} {'ms':>7} {'GMACs':>6} {'GMAC/s':>7} {'of matmul':>9}"
+    head = (f"{'layer':<22} {'kind':<14} {'channels in → out, maps':<34} {'ms':>7} {'GMACs':>6} {'GMAC/s':>7} "
+            f"{'of matmul':>9}")
     print(head)
     print("-" * len(head))
     by_kind: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])

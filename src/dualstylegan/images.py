@@ -260,8 +260,8 @@ def save_image(img: ImageLike, path: str | os.PathLike, overwrite: bool = False,
     """Write a PIL image or a [−1, 1] tensor to ``path``; the format follows the extension.
 
     JPEG is written at quality 95 and PNG at zlib level 1, as the reference's ``cv2.imwrite`` does (``save_kwargs``
-    override them). The file appears whole or not at all (written to a temporary file in the same folder, then renamed); an
-    existing file is replaced only with ``overwrite``. Missing parent folders are created. Raises
+    override them). The file appears whole or not at all (written to a temporary file in the same folder, then
+    renamed); an existing file is replaced only with ``overwrite``. Missing parent folders are created. Raises
     :class:`ImageError` for an existing file, an unknown extension or a folder that cannot be written.
     """
     pil = _as_pil(img)
