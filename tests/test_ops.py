@@ -5,6 +5,8 @@ separate tests check which kernel each op dispatches to.
 """
 from __future__ import annotations
 
+import pickle
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -249,6 +251,10 @@ def test_weight_energy_is_kept_until_the_weight_changes():
     torch.testing.assert_close(conv.weight_energy(), 4 * e)
     conv.weight = torch.nn.Parameter(torch.ones_like(conv.weight))
     torch.testing.assert_close(conv.weight_energy(), torch.full((3, 4), 9.0))
+    conv.to(torch.float64)  # the same Parameter, new data
+    assert conv.weight_energy().dtype == torch.float64
+    copy = pickle.loads(pickle.dumps(conv))  # nothing kept on the module
+    torch.testing.assert_close(copy.weight_energy(), torch.full((3, 4), 9.0, dtype=torch.float64))
 
 
 def test_phase_sides_follow_the_cpu_capability(monkeypatch):

@@ -8,6 +8,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.weak import WeakIdKeyDictionary
 
 from ..ops import fused_leaky_relu, fuses_styled_conv, modulated_conv2d, styled_conv2d_fused, upfirdn2d
 
@@ -106,6 +107,11 @@ class Upsample(nn.Module):
         return upfirdn2d(x, self.kernel, up=self.factor, pad=self.pad)
 
 
+#: :meth:`ModulatedConv2d.weight_energy` by weight tensor (entries go with their tensors; nothing is kept on the
+#: modules, which stay picklable and copyable as they were).
+_ENERGY = WeakIdKeyDictionary()
+
+
 class ModulatedConv2d(nn.Module):
     """Style-modulated (and demodulated) convolution (``ModulatedConv2d`` of ``model/stylegan/model.py``)."""
 
@@ -126,18 +132,19 @@ class ModulatedConv2d(nn.Module):
         self.padding = kernel_size // 2
         self.weight = nn.Parameter(torch.randn(1, out_channels, in_channels, kernel_size, kernel_size))
         self.modulation = EqualLinear(style_dim, in_channels, bias_init=1)
-        self._energy: tuple[tuple, torch.Tensor] | None = None
 
     def weight_energy(self) -> torch.Tensor:
         """Σ over the kernel window of the raw weight squared, (Cout, Cin): the only term of the weight that the
-        demodulation reads. Kept while the weight is the same tensor, unchanged (its version counter), so an
-        inference pass does not read the whole weight once more for it; computed without autograd."""
+        demodulation reads. Kept (:data:`_ENERGY`) while the weight is the same tensor with the same data, unchanged
+        (its version counter), so an inference pass does not read the whole weight once more for it; computed
+        without autograd."""
         w = self.weight
-        key = (w.data_ptr(), w._version, w.dtype, w.device)
-        if self._energy is None or self._energy[0] != key:
+        key = (w._version, w.data_ptr(), w.dtype, w.device)  # Module.to swaps .data under the same Parameter
+        kept = _ENERGY.get(w)
+        if kept is None or kept[0] != key:
             with torch.no_grad():
-                self._energy = (key, w[0].pow(2).sum([2, 3]))
-        return self._energy[1]
+                kept = _ENERGY[w] = (key, w[0].pow(2).sum([2, 3]))
+        return kept[1]
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         styles = self.modulation(style)
