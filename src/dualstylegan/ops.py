@@ -196,10 +196,10 @@ def _modulated_conv2d_one(x: torch.Tensor, weight: torch.Tensor, style: torch.Te
     1024² pass). ``bias`` is added by the convolution (not for an up-sampling one).
     """
     cout, cin = weight.shape[:2]
-    s = style * (scale * gain) if scale * gain != 1 else style
+    s = style * (scale * gain)  # (× 1.0 is exact: callers without scale and gain get the same bits)
     if demodulate:
         e = weight.pow(2).sum([2, 3]) if energy is None else energy
-        d = torch.rsqrt((e @ style.pow(2)) * scale ** 2 + 1e-8) if scale != 1 else torch.rsqrt(e @ style.pow(2) + 1e-8)
+        d = torch.rsqrt(e @ style.pow(2) * scale ** 2 + 1e-8)
         m = d[:, None] * s[None, :]
     else:
         m = s[None, :].expand(cout, cin)
