@@ -227,6 +227,21 @@ def test_skeleton_arithmetic_keeps_shapes():
     assert full.is_meta and full.shape == (2, 5)
 
 
+def test_skeleton_skips_initialisers_that_pass_their_tensor_by_keyword(monkeypatch):
+    """torch.nn.init's functions hand the mode their tensor as ``tensor=``: they return it untouched, without
+    computing fans or running torch's Python meta kernels for ``uniform_``."""
+    def unreachable(*a, **k):
+        raise AssertionError("an initialiser ran inside the skeleton")
+
+    monkeypatch.setattr(torch.nn.init, "_calculate_correct_fan", unreachable)  # inside kaiming_uniform_
+    monkeypatch.setattr(torch.nn.init, "_no_grad_uniform_", unreachable)  # inside uniform_
+    with official._Skeleton():
+        conv = torch.nn.Conv2d(4, 6, 3)
+        linear = torch.nn.Linear(5, 2)
+    assert conv.weight.is_meta and conv.weight.shape == (6, 4, 3, 3) and conv.bias.shape == (6,)
+    assert linear.weight.is_meta and linear.weight.shape == (2, 5)
+
+
 def _mapped_rss_kib(path) -> int:
     """Resident KiB of this process's mappings of ``path`` (/proc/self/smaps)."""
     target, total, inside = str(path.resolve()), 0, False
